@@ -1,0 +1,3 @@
+from salbench.cli import app
+
+app(prog_name="salbench")

@@ -1,0 +1,5 @@
+"""The five studies of the source documents and the quickstart demo, each a registered Study."""
+
+from salbench.studies.base import Stage, Study, all_studies, get_study, run_study
+
+__all__ = ["Stage", "Study", "all_studies", "get_study", "run_study"]
