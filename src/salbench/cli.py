@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from salbench.config import ConfigError
+from salbench.data.cli import app as data_app
+from salbench.report.cli import report
 from salbench.runtime import EXECUTORS, set_quiet
 
 app = typer.Typer(
@@ -21,12 +23,14 @@ app = typer.Typer(
 )
 study_app = typer.Typer(help="List and run the source documents' studies.", no_args_is_help=True)
 app.add_typer(study_app, name="study")
+app.add_typer(data_app, name="data")
+app.command("report")(report)
 console = Console()
 
 
 def fail(message: str) -> None:
     """Print a one-line error and exit with status 2 (bad input)."""
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {message}", highlight=False)
     raise typer.Exit(2)
 
 
@@ -108,7 +112,8 @@ def study_run(
                       f"{len(summary.failed)} failed", highlight=False)
     if failed:
         for key, message in failed.items():
-            Console(stderr=True).print(f"[red]job {key} failed:[/] {message}", highlight=False)
+            Console(stderr=True, soft_wrap=True).print(f"[red]job {key} failed:[/] {message}",
+                                                       highlight=False)
         console.print(f"details: {run_dir / 'logs' / 'salbench.log'}")
         raise typer.Exit(1)
     if report:

@@ -27,10 +27,17 @@ DEFAULT_RUNS_ROOT = Path("runs")
 
 @dataclass(frozen=True)
 class Stage:
-    """A named list of independent jobs; stages of one study run in order."""
+    """A named list of independent jobs; stages of one study run in order.
+
+    ``jobs`` is a list, or a function of the run folder that builds the list once the earlier
+    stages have finished (e.g. explain only the models that training selected).
+    """
 
     name: str
-    jobs: Sequence[Job]
+    jobs: Sequence[Job] | Callable[[Path], Sequence[Job]]
+
+    def expand(self, run_dir: Path) -> Sequence[Job]:
+        return self.jobs(run_dir) if callable(self.jobs) else self.jobs
 
 
 @dataclass(frozen=True)
@@ -109,7 +116,8 @@ def run_study(study: Study, config: Config, run_dir: Path, executor: str = "loca
         runner = make_executor(executor, device)
         summaries = {}
         for stage in study.stages(config):
-            summary = runner.run(stage.jobs, run_dir, description=f"{study.name}: {stage.name}")
+            summary = runner.run(stage.expand(run_dir), run_dir,
+                                 description=f"{study.name}: {stage.name}")
             log.info("stage %s: %d done, %d skipped, %d failed", stage.name, len(summary.done),
                      len(summary.skipped), len(summary.failed))
             summaries[stage.name] = summary
