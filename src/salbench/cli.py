@@ -11,6 +11,7 @@ from rich.table import Table
 
 from salbench.config import ConfigError
 from salbench.data.cli import app as data_app
+from salbench.models.cli import train
 from salbench.report.cli import report
 from salbench.runtime import EXECUTORS, set_quiet
 
@@ -24,6 +25,7 @@ app = typer.Typer(
 study_app = typer.Typer(help="List and run the source documents' studies.", no_args_is_help=True)
 app.add_typer(study_app, name="study")
 app.add_typer(data_app, name="data")
+app.command("train")(train)
 app.command("report")(report)
 console = Console()
 

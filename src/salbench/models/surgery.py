@@ -1,0 +1,253 @@
+"""Model surgery: explainable copies and the CAM document's head architectures.
+
+- ``make_explainable(model)``: a copy with non-in-place activations and no activation module
+  used twice in one forward pass (Captum's DeepLift/DeepLiftShap and Guided Backprop need both;
+  torchvision's ResNet blocks call ``self.relu`` two or three times). Outputs are unchanged.
+- ``to_conv_flatten_fc(model)``: *Conv - Flatten - Class scores* (document 003, section 4.2): the
+  trailing non-convolutional layers of the convolutional part are removed, global average pooling
+  is replaced by Flatten and the dense classifier by one linear layer.
+- ``to_gap_fc(model)``: *Conv - GAP - Class scores*, the CAM architecture (document 003, 2.1).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections import OrderedDict
+
+import torch
+from torch import nn
+from torchvision.models.resnet import BasicBlock, Bottleneck
+
+from salbench.models.zoo import ModelSpec, spec_of
+
+_INPLACE_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.Hardtanh,
+                        nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Mish, nn.RReLU, nn.Threshold)
+
+
+class ExplainableBasicBlock(BasicBlock):
+    """``BasicBlock`` with one ReLU module per call site: ``relu1`` after ``bn1``, ``relu`` after the sum.
+
+    Still a ``BasicBlock`` (Zennit's ResNet canonizer recognises it). Same function as the original.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu1(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class ExplainableBottleneck(Bottleneck):
+    """``Bottleneck`` with ``relu1``, ``relu2`` after ``bn1``, ``bn2`` and ``relu`` after the sum."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu1(self.bn1(self.conv1(x)))
+        out = self.relu2(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+class HeadlessBottleneck(nn.Module):
+    """The last ResNet-50 block after document 003's surgery: ``Bottleneck`` without ``bn3`` and
+    without the ReLU after the residual sum, so the convolutional part ends in ``conv3 + identity``.
+
+    Deliberately not a ``Bottleneck`` subclass: Zennit's ResNet canonizer would re-insert the
+    removed ReLU. Activations are separate modules (``relu1``, ``relu2``), none in place.
+    """
+
+    def __init__(self, block: Bottleneck) -> None:
+        super().__init__()
+        self.conv1, self.bn1, self.relu1 = block.conv1, block.bn1, nn.ReLU()
+        self.conv2, self.bn2, self.relu2 = block.conv2, block.bn2, nn.ReLU()
+        self.conv3 = block.conv3
+        self.downsample = block.downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu1(self.bn1(self.conv1(x)))
+        out = self.relu2(self.bn2(self.conv2(out)))
+        return self.conv3(out) + identity
+
+
+def _unshared_block(block: nn.Module) -> nn.Module:
+    """Rebuild a torchvision residual block with one activation module per call site."""
+    if isinstance(block, Bottleneck):
+        cls, order = ExplainableBottleneck, ("conv1", "bn1", "relu1", "conv2", "bn2", "relu2",
+                                             "conv3", "bn3", "downsample", "relu")
+    else:
+        cls, order = ExplainableBasicBlock, ("conv1", "bn1", "relu1", "conv2", "bn2",
+                                             "downsample", "relu")
+    new = cls.__new__(cls)
+    new.__dict__.update(block.__dict__)
+    modules = dict(block._modules)
+    relu = modules["relu"]
+    for name in ("relu1", "relu2", "relu"):
+        modules[name] = copy.deepcopy(relu)
+    new._modules = OrderedDict((name, modules.get(name)) for name in order if name in modules)
+    return new
+
+
+def _replace_modules(model: nn.Module) -> None:
+    """In place: unshare residual blocks, copy modules registered twice, turn off ``inplace``."""
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) in (BasicBlock, Bottleneck):
+                setattr(parent, name, _unshared_block(child))
+    seen: set[int] = set()
+    for parent in list(model.modules()):
+        for name, child in list(parent._modules.items()):  # named_children() hides duplicates
+            if child is None:
+                continue
+            if id(child) in seen and not any(True for _ in child.parameters()):
+                child = copy.deepcopy(child)  # one activation object registered under two names
+                setattr(parent, name, child)
+            seen.add(id(child))
+    for module in model.modules():
+        if isinstance(module, _INPLACE_ACTIVATIONS) and getattr(module, "inplace", False):
+            module.inplace = False
+
+
+def reused_modules(model: nn.Module, x: torch.Tensor) -> list[str]:
+    """Names of leaf modules called more than once in ``model(x)`` (what DeepLift cannot handle)."""
+    calls: dict[str, int] = {}
+    hooks = []
+    for name, module in model.named_modules():
+        if not any(True for _ in module.children()):
+            hooks.append(module.register_forward_hook(
+                lambda m, i, o, name=name: calls.__setitem__(name, calls.get(name, 0) + 1)))
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(x)
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    return sorted(name for name, n in calls.items() if n > 1)
+
+
+def example_input(model: nn.Module, batch: int = 1) -> torch.Tensor:
+    """A zero batch ``[batch, in_channels, input_size, input_size]`` for a ``build`` model."""
+    spec = spec_of(model)
+    param = next(model.parameters())
+    return torch.zeros(batch, spec.in_channels, spec.input_size, spec.input_size,
+                       device=param.device, dtype=param.dtype)
+
+
+def make_explainable(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` that attribution methods can handle; identical outputs.
+
+    Every activation with ``inplace=True`` becomes non-in-place; torchvision ``BasicBlock`` and
+    ``Bottleneck`` become ``ExplainableBasicBlock``/``ExplainableBottleneck`` whose three call sites
+    of ``self.relu`` use separate ReLU modules; an activation object registered under two names is
+    copied. For a ``build`` model the result is checked with one forward pass: a module that is
+    still called twice (custom code this function cannot rewrite) raises ``ValueError``.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    new = copy.deepcopy(model)
+    _replace_modules(new)
+    spec = getattr(new, "salbench_spec", None)
+    if isinstance(spec, ModelSpec):
+        new.salbench_spec = dataclasses.replace(spec, explainable=True)
+        still = reused_modules(new, example_input(new))
+        if still:
+            raise ValueError(f"make_explainable could not unshare modules called twice: {still}")
+    return new
+
+
+def _trim_tail(model: nn.Module, arch: str) -> None:
+    """Remove the trailing non-convolutional layers of the convolutional part (document 003, 4.2).
+
+    VGG/AlexNet: the last ReLU and MaxPool2d of ``features``. ResNet-18/34 (``BasicBlock``): the last
+    block's final BatchNorm2d (``bn2``; the ReLU after the residual sum stays, as the document lists
+    only the BatchNorm). ResNet-50 (``Bottleneck``): the last block's ``bn3`` and the ReLU after the sum.
+    """
+    if hasattr(model, "features"):
+        feats = model.features
+        # model.features[:-2] keeps the indices (torchvision names stay valid, "features.19-34").
+        if not isinstance(feats[-1], (nn.MaxPool2d, nn.Identity)) or not isinstance(
+                feats[-2], _INPLACE_ACTIVATIONS):
+            raise ValueError("the convolutional part does not end in activation + pooling; "
+                             "was the model trimmed already?")
+        model.features = feats[:-2]
+        return
+    last = model.layer4[-1]
+    if isinstance(last, Bottleneck):
+        model.layer4[-1] = HeadlessBottleneck(last)
+    elif isinstance(last, BasicBlock):
+        last.bn2 = nn.Identity()
+    else:
+        raise TypeError(f"cannot trim a ResNet whose last block is {type(last).__name__}")
+
+
+def _feature_shape(model: nn.Module) -> tuple[int, int, int]:
+    """``(C, H, W)`` of the convolutional part's output for the model's input size."""
+    x = example_input(model)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            x = model.grey_to_rgb(x)
+            if hasattr(model, "features"):
+                out = model.features(x)
+            else:
+                out = model.maxpool(model.relu(model.bn1(model.conv1(x))))
+                for layer in (model.layer1, model.layer2, model.layer3, model.layer4):
+                    out = layer(out)
+    finally:
+        model.train(was_training)
+    return tuple(out.shape[1:])
+
+
+def _set_head(model: nn.Module, pool: nn.Module, in_features: int, num_classes: int) -> None:
+    fc = nn.Linear(in_features, num_classes)
+    fc.to(next(model.parameters()).device)
+    if hasattr(model, "features"):
+        model.avgpool, model.classifier = pool, fc
+    else:
+        model.avgpool, model.fc = pool, fc
+
+
+def _surgery(model: nn.Module, head: str) -> nn.Module:
+    spec = spec_of(model)
+    if spec.head != "classifier":
+        raise ValueError(f"model already has the {spec.head!r} head; surgery applies to a model "
+                         "fresh from build")
+    new = copy.deepcopy(model)
+    _trim_tail(new, spec.arch)
+    c, h, w = _feature_shape(new)
+    if head == "conv_flatten_fc":
+        _set_head(new, nn.Identity(), c * h * w, spec.num_classes)
+    else:
+        _set_head(new, nn.AdaptiveAvgPool2d((1, 1)), c, spec.num_classes)
+    new.salbench_spec = dataclasses.replace(spec, head=head)
+    if spec.explainable:
+        _replace_modules(new)
+    return new
+
+
+def to_conv_flatten_fc(model: nn.Module) -> nn.Module:
+    """A copy with the *Conv - Flatten - Class scores* structure (document 003, section 4.2).
+
+    The convolutional part loses its trailing layers (see ``_trim_tail``: VGG the last ReLU and
+    MaxPool2d, ResNet-18/34 the last BatchNorm2d, ResNet-50 the last BatchNorm2d and ReLU); the
+    average pooling becomes the identity (the forward's ``torch.flatten`` is the Flatten) and the
+    classifier is one new ``Linear(C * H * W, num_classes)`` for the model's input size. The kept
+    convolutional weights are shared values (copied), so the features up to the trimmed tail are
+    exactly the original's. Applies to every zoo architecture (the document uses VGG-19,
+    ResNet-34 and ResNet-50).
+    """
+    return _surgery(model, "conv_flatten_fc")
+
+
+def to_gap_fc(model: nn.Module) -> nn.Module:
+    """A copy with the CAM structure *Conv - GAP - Class scores* (document 003, section 2.1).
+
+    Same trimmed convolutional part as ``to_conv_flatten_fc``, then global average pooling and one
+    new ``Linear(C, num_classes)``; with this head Grad-CAM equals CAM (document 003, table 1).
+    """
+    return _surgery(model, "gap_fc")
