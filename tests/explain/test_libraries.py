@@ -1,0 +1,191 @@
+"""Methods against the reference libraries' own results on identical inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from captum.attr import (
+    Deconvolution,
+    DeepLift,
+    DeepLiftShap,
+    GradientShap,
+    GuidedBackprop,
+    GuidedGradCam,
+    InputXGradient,
+    IntegratedGradients,
+    NoiseTunnel,
+    Occlusion,
+    Saliency,
+)
+from explain_helpers import GapNet, conv_flatten_fc, tiny
+from pytorch_grad_cam import GradCAM, HiResCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from zennit.composites import EpsilonGammaBox, EpsilonPlusFlat, NameMapComposite
+from zennit.rules import Epsilon, Gamma, ZBox
+
+from salbench.explain import cam_maps, explain
+from salbench.explain.cam import upsample
+from salbench.models import to_conv_flatten_fc
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # Captum's notices on direct calls
+
+
+@pytest.fixture(scope="module")
+def setup():
+    model = tiny("resnet18")
+    x = torch.rand(3, 3, 32, 32)
+    y = torch.tensor([2, 0, 1])
+    return model, x, y
+
+
+def _seeded(fn, seed=0):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return fn()
+
+
+def _direct(name, model, x, y):
+    """The same attribution written as a plain Captum call (document 000's settings)."""
+    model.eval()
+    zeros = torch.zeros_like(x)
+    if name == "saliency":
+        return Saliency(model).attribute(x, target=y, abs=False)
+    if name == "input_x_gradient":
+        return InputXGradient(model).attribute(x, target=y)
+    if name == "guided_backprop":
+        return GuidedBackprop(model).attribute(x, target=y)
+    if name == "deconvolution":
+        return Deconvolution(model).attribute(x, target=y)
+    if name == "deeplift":
+        return DeepLift(model).attribute(x, baselines=zeros, target=y)
+    if name == "integrated_gradients":
+        return IntegratedGradients(model).attribute(x, baselines=zeros, target=y, n_steps=50)
+    if name == "guided_gradcam":
+        return GuidedGradCam(model, model.layer4[-1].conv2).attribute(x, target=y)
+    if name == "occlusion":
+        return Occlusion(model).attribute(x, sliding_window_shapes=(3, 8, 8), strides=(3, 8, 8),
+                                          baselines=0.0, target=y)
+    if name == "gradient_shap":
+        return _seeded(lambda: GradientShap(model).attribute(
+            x, baselines=torch.zeros(1, *x.shape[1:]), target=y, n_samples=5))
+    if name == "deeplift_shap":
+        def run():
+            low, high = x.min(), x.max()
+            base = low + (high - low) * torch.rand(5, *x.shape[1:])
+            return DeepLiftShap(model).attribute(x, baselines=base, target=y)
+        return _seeded(run)
+    if name == "smoothgrad":
+        return _seeded(lambda: NoiseTunnel(Saliency(model)).attribute(
+            x, nt_type="smoothgrad", nt_samples=10, stdevs=0.15, target=y, abs=False,
+            nt_samples_batch_size=64 // x.shape[0]))
+    raise KeyError(name)
+
+
+CAPTUM_METHODS = ["saliency", "input_x_gradient", "guided_backprop", "deconvolution", "deeplift",
+                  "integrated_gradients", "guided_gradcam", "occlusion", "gradient_shap",
+                  "deeplift_shap", "smoothgrad"]
+
+
+@pytest.mark.parametrize("name", CAPTUM_METHODS)
+def test_captum_backed_method_equals_direct_captum_call(setup, name):
+    model, x, y = setup
+    params = {"occlusion": {"window": 8, "stride": 8}, "smoothgrad": {"nt_samples": 10}}.get(name, {})
+    ours = explain(model, x, y, name, **params)
+    torch.testing.assert_close(ours, _direct(name, model, x, y).detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_internal_batch_size_does_not_change_deterministic_results(setup):
+    model, x, y = setup
+    whole = explain(model, x, y, "integrated_gradients", internal_batch_size=1000)
+    torch.testing.assert_close(explain(model, x, y, "integrated_gradients",
+                                       internal_batch_size=7), whole, rtol=1e-5, atol=1e-6)
+    shap = explain(model, x, y, "deeplift_shap", internal_batch_size=1000)
+    torch.testing.assert_close(explain(model, x, y, "deeplift_shap", internal_batch_size=10),
+                               shap, rtol=1e-5, atol=1e-6)
+
+
+def _library_cam(cls, model, layer, x, y):
+    with cls(model=model, target_layers=[layer]) as cam:
+        out = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(t)) for t in y])
+    return torch.from_numpy(np.asarray(out))[:, None]
+
+
+@pytest.mark.parametrize("kind,cls", [("gradcam", GradCAM), ("hirescam", HiResCAM)])
+def test_cams_after_relu_and_minmax_equal_pytorch_grad_cam(kind, cls):
+    """pytorch-grad-cam clips negatives and min-max scales (NOTES.md): compare after the same."""
+    torch.manual_seed(3)
+    model = conv_flatten_fc()
+    x = torch.randn(4, 3, 16, 16)
+    y = torch.tensor([0, 3, 1, 2])
+    raw, scaled = cam_maps(model, x, y, kind, relu=True, minmax=True)
+    model.eval()
+    reference = _library_cam(cls, model, model[3], x, y)
+    # OpenCV's bilinear resize rounds its interpolation weights (to ~1e-4 of the range).
+    torch.testing.assert_close(scaled, reference, rtol=0, atol=1e-3)
+    torch.testing.assert_close(upsample(raw, x.shape[-2:], relu=True, minmax=True), scaled)
+
+
+def test_cam_equals_pytorch_grad_cam_gradcam_on_gap_model():
+    torch.manual_seed(4)
+    model = GapNet()
+    x = torch.randn(3, 3, 12, 12)
+    y = torch.tensor([1, 2, 3])
+    ours = explain(model, x, y, "cam", relu=True, minmax=True)
+    model.eval()
+    reference = _library_cam(GradCAM, model, model.features[3], x, y)
+    torch.testing.assert_close(ours, reference, rtol=0, atol=1e-3)
+
+
+def _hand_built_tutorial(model, gamma, epsilon):
+    """Document 002 table 2.4 written in VGG-16 *module* indices as a Zennit NameMapComposite."""
+    features = {int(name.split(".")[1]): name for name, m in model.named_modules()
+                if name.startswith("features.") and isinstance(m, (torch.nn.Conv2d,))}
+    classifier = [name for name, m in model.named_modules()
+                  if name.startswith("classifier.") and isinstance(m, torch.nn.Linear)]
+    return NameMapComposite([
+        ((features[0],), ZBox(low=0.0, high=1.0)),
+        (tuple(n for i, n in features.items() if 1 <= i <= 16), Gamma(gamma=gamma)),
+        (tuple(n for i, n in features.items() if 17 <= i <= 30), Epsilon(epsilon=epsilon)),
+        (tuple(classifier), Epsilon(epsilon=1e-6)),
+    ])
+
+
+def _zennit_attribution(model, composite, x, y):
+    model.eval()
+    with composite.context(model) as modified:
+        inputs = x.clone().requires_grad_(True)
+        out = modified(inputs)
+        start = torch.zeros_like(out).scatter(1, y[:, None], out.gather(1, y[:, None]).detach())
+        (relevance,) = torch.autograd.grad(out, inputs, grad_outputs=start)
+    return relevance
+
+
+@pytest.mark.parametrize("gamma,epsilon", [(0.25, 0.25), (0.01, 1.0)])
+def test_lrp_tutorial_equals_hand_built_zennit_name_map_composite(gamma, epsilon):
+    model = tiny("vgg16")
+    x = torch.rand(2, 3, 32, 32)
+    y = torch.tensor([1, 2])
+    ours = explain(model, x, y, "lrp_tutorial", gamma=gamma, epsilon=epsilon, stabiliser="zennit")
+    # z^B bounds as numbers on both sides: the pixel range [0, 1].
+    ours_box = explain(model, x, y, "lrp_composite", composite={
+        "ranges": [{"first": 0, "last": 0, "rule": "zbox", "params": {"low": 0.0, "high": 1.0}},
+                   {"first": 1, "last": 6, "rule": "gamma", "params": {"gamma": gamma}},
+                   {"first": 7, "last": 12, "rule": "epsilon", "params": {"epsilon": epsilon}},
+                   {"first": 13, "rule": "lrp0"}]})
+    reference = _zennit_attribution(model, _hand_built_tutorial(model, gamma, epsilon), x, y)
+    torch.testing.assert_close(ours_box, reference, rtol=1e-5, atol=1e-7)
+    # default bounds are each image's own range, not [0, 1]: a different map
+    assert not torch.allclose(ours, reference, rtol=1e-3, atol=0)
+
+
+def test_zennit_named_composites_equal_zennit_classes():
+    model = to_conv_flatten_fc(tiny("vgg16"))
+    x = torch.rand(2, 3, 32, 32)
+    y = torch.tensor([0, 1])
+    ours = explain(model, x, y, "lrp_epsilon_plus_flat", epsilon=0.1)
+    reference = _zennit_attribution(model, EpsilonPlusFlat(epsilon=0.1), x, y)
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-7)
+    ours = explain(model, x, y, "lrp_epsilon_gamma_box", low=0.0, high=1.0)
+    reference = _zennit_attribution(model, EpsilonGammaBox(low=0.0, high=1.0), x, y)
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-7)
