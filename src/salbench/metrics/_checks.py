@@ -1,0 +1,180 @@
+"""Input checks and the explicit channel reductions shared by every metric.
+
+Every check raises one ``ValueError`` / ``TypeError`` naming the argument and the expected form,
+before any work starts (DESIGN.md, "Errors").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+REDUCTIONS = ("sum", "abs-sum", "max-abs", "l2", "none")
+
+
+def check_tensor(t: object, name: str, ndim: tuple[int, ...], floating: bool = True) -> Tensor:
+    """``t`` is a tensor with one of the given numbers of dimensions, finite if floating."""
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.ndim not in ndim:
+        forms = " or ".join(f"{d}-D" for d in ndim)
+        raise ValueError(f"{name} must be {forms}, got shape {tuple(t.shape)}")
+    if floating:
+        if not t.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
+        bad = ~torch.isfinite(t)
+        if bool(bad.any()):
+            samples = torch.nonzero(bad.flatten(1).any(1)).flatten().tolist()
+            raise ValueError(f"{name} contains NaN or infinite values (samples {samples[:10]})")
+    return t
+
+
+def check_attributions(a: object, name: str = "a") -> Tensor:
+    """Attributions ``[B, C, H, W]`` (or an already reduced ``[B, H, W]``), finite."""
+    return check_tensor(a, name, (3, 4))
+
+
+def check_images(x: object, name: str = "x") -> Tensor:
+    return check_tensor(x, name, (4,))
+
+
+def check_targets(y: object, batch: int, name: str = "y") -> Tensor:
+    if not isinstance(y, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of class indices, got {type(y).__name__}")
+    if y.ndim != 1 or y.shape[0] != batch or y.is_floating_point() or y.dtype == torch.bool:
+        raise ValueError(f"{name} must be an integer tensor of shape [{batch}], got "
+                         f"{y.dtype} {tuple(y.shape)}")
+    return y
+
+
+def check_mask(m: object, shape: tuple[int, ...], name: str = "m", binary: bool = True) -> Tensor:
+    """Mask ``[B, H, W]`` matching ``shape``; binary (0/1) and non-empty per sample if asked."""
+    m = check_tensor(m, name, (3,), floating=False)
+    if tuple(m.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)} ([B, H, W] of the attributions), "
+                         f"got {tuple(m.shape)}")
+    if binary:
+        if not bool(((m == 0) | (m == 1)).all()):
+            raise ValueError(f"{name} must be binary (values 0 and 1 only)")
+        empty = (m.flatten(1) == 0).all(1)
+        if bool(empty.any()):
+            samples = torch.nonzero(empty).flatten().tolist()
+            raise ValueError(f"{name} is empty (all zero) for samples {samples[:10]}; "
+                             "a ground-truth metric needs at least one mask pixel")
+    return m
+
+
+def reduce_channels(a: Tensor, reduce: str) -> Tensor:
+    """``[B, C, H, W]`` -> ``[B, H, W]`` by ``sum``, ``abs-sum``, ``max-abs`` (max of |a| over
+    channels), ``l2`` (Euclidean norm over channels) or ``none`` (needs C = 1); 3-D input is
+    taken as already reduced and returned unchanged."""
+    if reduce not in REDUCTIONS:
+        raise ValueError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
+    if a.ndim == 3:
+        return a
+    if reduce == "sum":
+        return a.sum(1)
+    if reduce == "abs-sum":
+        return a.abs().sum(1)
+    if reduce == "max-abs":
+        return a.abs().amax(1)
+    if reduce == "l2":
+        return a.pow(2).sum(1).sqrt()
+    if a.shape[1] != 1:
+        raise ValueError(f"reduce='none' needs single-channel attributions, got C={a.shape[1]}")
+    return a[:, 0]
+
+
+def check_choice(value: str, name: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
+def check_same_batch(name: str, t: Tensor, batch: int) -> None:
+    if t.shape[0] != batch:
+        raise ValueError(f"{name} has batch size {t.shape[0]}, expected {batch}")
+
+
+def check_spatial(name: str, a: Tensor, x: Tensor) -> None:
+    """Attributions ``a`` match images ``x``: same batch and H, W; channels 1 or C."""
+    if a.shape[0] != x.shape[0] or tuple(a.shape[-2:]) != tuple(x.shape[-2:]):
+        raise ValueError(f"{name} must match x in batch size and H, W: {name} "
+                         f"{tuple(a.shape)} vs x {tuple(x.shape)}")
+    if a.ndim == 4 and a.shape[1] not in (1, x.shape[1]):
+        raise ValueError(f"{name} must have 1 or {x.shape[1]} channels, got {a.shape[1]}")
+
+
+ScoreFn = Callable[[Tensor, Tensor], Tensor]
+SCORES = ("logit", "probability")
+
+
+def target_score(score: str | ScoreFn) -> ScoreFn:
+    """The scorer: what is read from the model's output ``[N, K]`` for targets ``[N]``:
+    ``logit`` (raw output), ``probability`` (softmax) or a callable ``(outputs, y) -> [N]``."""
+    if callable(score):
+        return score
+    check_choice(score, "score", SCORES)
+
+    def read(out: Tensor, y: Tensor) -> Tensor:
+        if score == "probability":
+            out = out.softmax(-1)
+        return out.gather(1, y[:, None])[:, 0]
+
+    return read
+
+
+# Bytes of inputs + activations per model call when memory_budget is None: cache-sized on the
+# CPU (CPU convolutions run 2-3x faster per image in small batches: benchmarks/metrics.py), and
+# large on a GPU, where big batches fill the device.
+CPU_MEMORY_BUDGET = 4 * 2**20
+GPU_MEMORY_BUDGET = 2 * 2**30
+
+
+def default_memory_budget(device: torch.device) -> int:
+    return GPU_MEMORY_BUDGET if device.type == "cuda" else CPU_MEMORY_BUDGET
+
+
+def bytes_per_sample(model: object, x: Tensor, activation_factor: float = 1.0) -> int:
+    """Memory one input costs in a forward pass: its own bytes plus the outputs of every leaf
+    module (a safe upper bound on the live activations; ``activation_factor`` scales them, e.g.
+    2 for a backward pass). Measured with forward hooks on one sample; a plain callable that is
+    not an ``nn.Module`` counts its input only."""
+    own = x[0].numel() * x.element_size()
+    if not isinstance(model, torch.nn.Module):
+        return own
+    total = 0
+
+    def hook(module, inputs, output):
+        nonlocal total
+        if isinstance(output, Tensor):
+            total += output.numel() * output.element_size()
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if next(m.children(), None) is None]
+    try:
+        with torch.no_grad():
+            model(x[:1])
+    finally:
+        for h in handles:
+            h.remove()
+    return own + int(activation_factor * total)
+
+
+def chunk_size(model: object, x: Tensor, memory_budget: int | None,
+               activation_factor: float = 1.0) -> int:
+    """Samples per model call so that inputs + activations stay within ``memory_budget`` bytes
+    (``None``: :func:`default_memory_budget` of ``x``'s device)."""
+    if memory_budget is None:
+        memory_budget = default_memory_budget(x.device)
+    if not isinstance(memory_budget, int) or isinstance(memory_budget, bool) or memory_budget <= 0:
+        raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
+    return max(1, memory_budget // bytes_per_sample(model, x, activation_factor))
+
+
+def forward_chunks(model: object, x: Tensor, memory_budget: int | None = None) -> Tensor:
+    """``model(x)`` computed in chunks bounded by ``memory_budget`` (see :func:`chunk_size`)."""
+    c = chunk_size(model, x, memory_budget)
+    return torch.cat([model(x[i:i + c]) for i in range(0, len(x), c)])

@@ -1,0 +1,462 @@
+"""Perturbation metrics: region perturbation / pixel flipping (document 002, sections 2.2, 3.3)
+and AOPC (document 003, sections 2.2.1, 4.3).
+
+A perturbation metric is three swappable parts (STYLE.md): a **schedule** (which patches are
+flipped by step t: a patch order from the attributions plus cumulative counts), a **fill** (what
+replaces the flipped pixels) and a **scorer** (what is read from the model). The engine builds
+the perturbed inputs of many (sample, step) pairs at once, runs them through the model in chunks
+bounded by ``memory_budget`` (bytes of inputs plus activations per forward pass, the
+activations measured with hooks on one sample: :func:`~salbench.metrics._checks.chunk_size`), and
+computes the
+unperturbed forward pass once. No Python loop over samples; the only loops are over chunks.
+
+Fills: static fills (``gray``/constant, ``uniform`` noise, ``mean``, ``blur``) give one
+replacement image per sample, computed once from the unperturbed input. Inpainting fills
+(``inpaint-telea``, ``inpaint-fast``) depend on the mask of each step.
+
+Repeated flipping (document 002, section 2.2: "previously perturbed regions should be flipped
+repeatedly"): with ``repeated=True`` the input at step t is the fill of the *original* image with
+the cumulative mask M_t (inpainting reads only unmasked pixels, so this equals re-inpainting the
+current image with M_t); with ``repeated=False`` only the patches new at step t are filled, from
+the current image x_{t−1}, and earlier fills stay (sequential over steps, batched over samples).
+For static fills the two coincide (a flipped pixel always takes its replacement value).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from salbench.metrics._checks import (
+    ScoreFn,
+    check_attributions,
+    check_choice,
+    check_images,
+    check_spatial,
+    check_targets,
+    chunk_size,
+    reduce_channels,
+    target_score,
+)
+from salbench.metrics._telea import inpaint_telea_parallel
+
+ORDERS = ("morf", "lrf", "random")
+FILL_BLOCK_BYTES = 64 * 2**20  # images handed to an inpainting fill at once
+AOPC_REGION_SIZES = (56, 28, 21, 16)  # region sizes for 224 px images (document 003, section 4.3)
+
+
+class PerturbationCurves(NamedTuple):
+    """``scores`` ``[B]`` (AUC, or AOPC), ``curves`` ``[B, S+1]`` (model score after 0…S steps)
+    and ``fractions`` ``[S+1]`` (share of patches flipped at each point, 0 … 1)."""
+
+    scores: Tensor
+    curves: Tensor
+    fractions: Tensor
+
+
+# ---------------------------------------------------------------- schedule
+
+
+def step_counts(steps: str, n_patches: int) -> Tensor:
+    """Cumulative numbers of flipped patches after each step, strictly increasing, ending at
+    ``n_patches`` (the final point flips everything).
+
+    ``linear:k``: k patches per step (k, 2k, …, n). ``log:N``: N geometrically spaced cumulative
+    counts from 1 to n (rounded, duplicates dropped, so fewer than N when n is small): several
+    flips per step, denser at the start (document 002, section 2.2). ``square``: k² patches after
+    step k, i.e. step k flips 2k − 1 new ones (the public code of document 002: 28 steps for the
+    784 8×8 patches of a 224 px image; NOTES.md).
+    """
+    kind, _, arg = steps.partition(":")
+    if kind == "square" and not arg:
+        k = math.isqrt(n_patches - 1) + 1
+        counts = torch.arange(1, k + 1) ** 2
+    elif kind in ("linear", "log") and arg.isdigit() and int(arg) >= 1:
+        n = int(arg)
+        if kind == "linear":
+            counts = torch.arange(n, n_patches + n, n)
+        else:
+            counts = torch.from_numpy(np.unique(np.round(np.geomspace(1, n_patches, n)))).long()
+    else:
+        raise ValueError(f"steps must be 'linear:k', 'log:N' (k, N positive integers) or "
+                         f"'square', got {steps!r}")
+    return counts.clamp(max=n_patches).unique().long()
+
+
+def patch_grid(height: int, width: int, patch: int) -> tuple[Tensor, int]:
+    """Patch id of every pixel (row-major ``[H*W]``) for a grid of ``patch`` × ``patch`` patches
+    starting at the top-left corner; when ``patch`` does not divide the image, the last row/column
+    of patches is smaller (the ceil grid of average pooling). Returns (ids, number of patches)."""
+    gh, gw = math.ceil(height / patch), math.ceil(width / patch)
+    rows = torch.arange(height) // patch
+    cols = torch.arange(width) // patch
+    return (rows[:, None] * gw + cols[None, :]).flatten(), gh * gw
+
+
+def patch_scores(s: Tensor, patch: int, aggregate: str = "sum") -> Tensor:
+    """Patch relevance ``[B, P]`` from reduced maps ``[B, H, W]``: the sum (document 002,
+    section 2.2) or the mean (average pooling, document 003, section 2.2.1) inside each patch."""
+    check_choice(aggregate, "patch_score", ("sum", "mean"))
+    ids, n = patch_grid(s.shape[-2], s.shape[-1], patch)
+    ids = ids.to(s.device)
+    total = torch.zeros(s.shape[0], n, dtype=s.dtype, device=s.device)
+    total.index_add_(1, ids, s.flatten(1))
+    if aggregate == "mean":
+        total = total / torch.bincount(ids, minlength=n).to(s.dtype)
+    return total
+
+
+def patch_ranks(scores: Tensor, order: str, seed: int = 0) -> Tensor:
+    """Position of every patch in the flipping order ``[B, P]`` (0 = flipped first).
+
+    ``morf``: most relevant first; ``lrf``: least relevant first; ties keep the lower patch index
+    first (stable sort). ``random``: a uniform permutation per sample from ``seed``.
+    """
+    check_choice(order, "order", ORDERS)
+    if order == "random":
+        g = torch.Generator().manual_seed(seed)
+        keys = torch.rand(scores.shape, generator=g).to(scores.device)
+        perm = torch.argsort(keys, dim=1)
+    else:
+        perm = torch.sort(scores, dim=1, descending=order == "morf", stable=True).indices
+    ranks = torch.empty_like(perm)
+    ranks.scatter_(1, perm, torch.arange(perm.shape[1], device=perm.device).expand_as(perm))
+    return ranks
+
+
+# ---------------------------------------------------------------- fills
+
+
+class Fill(Protocol):
+    """Replacement values for flipped pixels. Static fills (``mask_dependent = False``) are called
+    once with the unperturbed images ``[B, C, H, W]`` and ``mask=None``; inpainting fills are
+    called with images ``[N, C, H, W]`` and boolean masks ``[N, 1, H, W]`` (true = to fill)."""
+
+    mask_dependent: bool
+
+    def __call__(self, x: Tensor, mask: Tensor | None) -> Tensor: ...
+
+
+@dataclass(frozen=True)
+class ConstantFill:
+    """A constant (``gray`` = midpoint of the input range, document 002, section 2.2)."""
+
+    value: float
+    mask_dependent = False
+
+    def __call__(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        return torch.full_like(x, self.value)
+
+
+@dataclass(frozen=True)
+class UniformFill:
+    """Uniform noise in [low, high), independent per pixel and channel, drawn once per image from
+    ``seed`` (each flipped pixel keeps its value; document 003's public code draws once per image)."""
+
+    low: float
+    high: float
+    seed: int = 0
+    mask_dependent = False
+
+    def __call__(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        g = torch.Generator().manual_seed(self.seed)
+        noise = torch.rand(x.shape, generator=g, dtype=torch.float64)
+        return (self.low + (self.high - self.low) * noise).to(x.dtype).to(x.device)
+
+
+@dataclass(frozen=True)
+class MeanFill:
+    """The per-sample, per-channel mean of the unperturbed image."""
+
+    mask_dependent = False
+
+    def __call__(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        return x.mean((2, 3), keepdim=True).expand_as(x).clone()
+
+
+@dataclass(frozen=True)
+class BlurFill:
+    """The unperturbed image blurred by a Gaussian of ``sigma`` pixels (kernel 2·⌈3σ⌉ + 1,
+    reflect padding)."""
+
+    sigma: float = 5.0
+    mask_dependent = False
+
+    def __call__(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        from torchvision.transforms.functional import gaussian_blur
+
+        k = 2 * math.ceil(3 * self.sigma) + 1
+        k = min(k, 2 * ((min(x.shape[-2:]) - 1) // 2) + 1)
+        return gaussian_blur(x, [k, k], [self.sigma, self.sigma])
+
+
+@dataclass(frozen=True)
+class TeleaFill:
+    """OpenCV Telea inpainting (document 002, section 2.2.1), each channel as a float32 image,
+    run over ``workers`` processes (default: all CPU cores; 1 = in this process)."""
+
+    radius: float = 3.0
+    workers: int | None = None
+    mask_dependent = True
+
+    def __call__(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        images = np.ascontiguousarray(x.detach().float().cpu().numpy())
+        masks = mask[:, 0].cpu().numpy()
+        out = inpaint_telea_parallel(images, masks, self.radius, self.workers or os.cpu_count() or 1)
+        return torch.from_numpy(out).to(x.device, x.dtype)
+
+
+def _halve(t: Tensor) -> Tensor:
+    """2×2 average pooling of even-sized maps by strided sums (about 10× faster than
+    ``F.avg_pool2d`` on CPU)."""
+    rows = t[..., ::2, :] + t[..., 1::2, :]
+    return (rows[..., ::2] + rows[..., 1::2]) * 0.25
+
+
+def fast_inpaint(x: Tensor, mask: Tensor, smoothing: int = 0) -> Tensor:
+    """Batched pull–push inpainting on any device: ``x`` ``[N, C, H, W]``, ``mask`` ``[N, 1, H, W]``
+    (true = unknown). Pull: halve the image repeatedly, averaging the known values and the known
+    share w. Push: from the coarsest level up, each level is w·(mean of known) + (1 − w)·(bilinear
+    upsampling of the coarser level; nearest at the last, full-resolution step); at full
+    resolution known pixels keep their values and holes get a smooth interpolation of their
+    surroundings. ``smoothing`` extra Jacobi (3×3 mean) sweeps
+    inside the holes. Cost: about 3 image-sized passes per image, no per-pixel front marching."""
+    w = (~mask).to(x.dtype)
+    v = x * w
+    levels = []
+    while True:
+        levels.append((v, w))
+        h, wd = v.shape[-2:]
+        if h == 1 and wd == 1:
+            break
+        if h % 2 or wd % 2:
+            v, w = F.pad(v, (0, wd % 2, 0, h % 2)), F.pad(w, (0, wd % 2, 0, h % 2))
+        v, w = _halve(v), _halve(w)
+    v, w = levels[-1]
+    est = v / w.clamp_min(1e-12)
+    for level, (v, w) in reversed(list(enumerate(levels[:-1]))):
+        # bilinear upsampling, except nearest at full resolution (2×2 blocks inside the holes;
+        # bilinear there costs about 15× more on CPU and dominated the whole fill)
+        mode = "nearest" if level == 0 else "bilinear"
+        up = F.interpolate(est, size=v.shape[-2:], mode=mode,
+                           align_corners=None if level == 0 else False)
+        est = torch.addcmul(v, 1 - w, up)  # w·mean(known) + (1 − w)·coarser estimate
+    if smoothing:
+        hole = mask.expand_as(x)
+        for _ in range(smoothing):
+            blur = F.avg_pool2d(F.pad(est, (1, 1, 1, 1), mode="replicate"), 3, 1)
+            est = torch.where(hole, blur, est)
+    return est
+
+
+@dataclass(frozen=True)
+class FastInpaintFill:
+    """:func:`fast_inpaint` as a fill (batched torch, runs on the tensors' device)."""
+
+    smoothing: int = 0
+    block: int = 16  # images per call: small blocks stay in cache (about 2× faster on CPU)
+    mask_dependent = True
+
+    def __call__(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        return torch.cat([fast_inpaint(x[i:i + self.block], mask[i:i + self.block], self.smoothing)
+                          for i in range(0, len(x), self.block)])
+
+
+FILLS = ("gray", "uniform", "mean", "blur", "inpaint-telea", "inpaint-fast")
+
+
+def make_fill(fill: str | float | Fill, input_range: tuple[float, float], seed: int = 0) -> Fill:
+    """Fill from a name: ``gray`` (midpoint of ``input_range``), ``uniform`` (noise over
+    ``input_range``), ``mean``, ``blur``, ``inpaint-telea``, ``inpaint-fast``; a number is a
+    constant; a :class:`Fill` object passes through."""
+    if isinstance(fill, (int, float)) and not isinstance(fill, bool):
+        return ConstantFill(float(fill))
+    if not isinstance(fill, str):
+        if not callable(fill) or not hasattr(fill, "mask_dependent"):
+            raise TypeError(f"fill must be one of {FILLS}, a number or a Fill, got {fill!r}")
+        return fill
+    check_choice(fill, "fill", FILLS)
+    lo, hi = input_range
+    return {"gray": lambda: ConstantFill((lo + hi) / 2), "uniform": lambda: UniformFill(lo, hi, seed),
+            "mean": MeanFill, "blur": BlurFill, "inpaint-telea": TeleaFill,
+            "inpaint-fast": FastInpaintFill}[fill]()
+
+
+# ---------------------------------------------------------------- engine
+
+
+def forward_scores(model: nn.Module, x: Tensor, y: Tensor, scorer: ScoreFn,
+                   memory_budget: int | None = None) -> Tensor:
+    """``scorer(model(x), y)`` over chunks of ``x`` bounded by ``memory_budget``: ``[N]``."""
+    c = chunk_size(model, x, memory_budget)
+    return torch.cat([scorer(model(x[i:i + c]), y[i:i + c]) for i in range(0, len(x), c)])
+
+
+def perturbation_curves(model: nn.Module, x: Tensor, y: Tensor, ranks: Tensor, counts: Tensor,
+                        fill: Fill, patch: int, *, repeated: bool = True,
+                        final_value: float | None = None, scorer: ScoreFn,
+                        memory_budget: int | None = None) -> Tensor:
+    """The engine: model scores ``[B, S+1]`` as patches are flipped in the order ``ranks``
+    ``[B, P]`` (0 = first), ``counts[t]`` patches after step t+1; point 0 is the unperturbed
+    input. ``final_value``: the last step's input is that constant everywhere (the thesis's last
+    step fully gray)."""
+    b, _, h, w = x.shape
+    ids, _ = patch_grid(h, w, patch)
+    rank_pix = ranks[:, ids.to(ranks.device)].view(b, 1, h, w)
+    counts = counts.to(x.device)
+    n_steps = len(counts)
+    curves = torch.empty(b, n_steps + 1, dtype=torch.float32, device=x.device)
+    curves[:, 0] = forward_scores(model, x, y, scorer, memory_budget)
+
+    chunk = chunk_size(model, x, memory_budget)
+    # Inpainting fills work on blocks of many images (one worker pool / one batched call per
+    # block); the model still sees chunks of `chunk` images.
+    block = max(chunk, FILL_BLOCK_BYTES // (x[0].numel() * x.element_size())) \
+        if fill.mask_dependent else chunk
+
+    def forward(xp: Tensor, rows: Tensor, cols: Tensor) -> None:
+        for i in range(0, len(xp), chunk):
+            curves[rows[i:i + chunk], cols[i:i + chunk]] = scorer(
+                model(xp[i:i + chunk]), y[rows[i:i + chunk]]).float()
+
+    if repeated or not fill.mask_dependent:
+        static = None if fill.mask_dependent else fill(x, None)
+        pairs = torch.arange(b * n_steps, device=x.device)
+        for start in range(0, b * n_steps, block):
+            idx = pairs[start:start + block]
+            bi, ti = idx // n_steps, idx % n_steps
+            x0 = x[bi]
+            flip = rank_pix[bi] < counts[ti].view(-1, 1, 1, 1)
+            values = static[bi] if static is not None else fill(x0, flip)
+            xp = torch.where(flip, values, x0)
+            if final_value is not None:
+                xp[ti == n_steps - 1] = final_value
+            forward(xp, bi, ti + 1)
+        return curves
+    current = x.clone()
+    previous = 0
+    samples = torch.arange(b, device=x.device)
+    for t in range(n_steps):
+        new = (rank_pix >= previous) & (rank_pix < counts[t])
+        previous = int(counts[t])
+        for start in range(0, b, block):
+            sl = slice(start, start + block)
+            current[sl] = torch.where(new[sl], fill(current[sl], new[sl]), current[sl])
+        xp = torch.full_like(current, final_value) if (
+            final_value is not None and t == n_steps - 1) else current
+        forward(xp, samples, torch.full_like(samples, t + 1))
+    return curves
+
+
+def area_under_curve(curves: Tensor, fractions: Tensor) -> Tensor:
+    """Trapezoid area under each curve ``[B, S+1]`` over ``fractions`` ``[S+1]`` in [0, 1]."""
+    dx = (fractions[1:] - fractions[:-1]).to(curves)
+    return ((curves[:, 1:] + curves[:, :-1]) / 2 * dx).sum(1)
+
+
+def _check_common(model: nn.Module, x: Tensor, y: Tensor, a: Tensor) -> None:
+    if not isinstance(model, nn.Module) and not callable(model):
+        raise TypeError(f"model must be a torch.nn.Module or callable, got {type(model).__name__}")
+    check_images(x)
+    check_targets(y, x.shape[0])
+    check_attributions(a)
+    check_spatial("a", a, x)
+
+
+def region_perturbation(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *, patch: int = 8,
+                        order: str = "morf", fill: str | float | Fill = "gray",
+                        steps: str = "linear:1", input_range: tuple[float, float] = (0.0, 1.0),
+                        reduce: str = "sum", patch_score: str = "sum", repeated: bool = True,
+                        last_step_gray: bool = False, score: str | ScoreFn = "logit",
+                        seed: int = 0,
+                        memory_budget: int | None = None) -> PerturbationCurves:
+    """Region perturbation (document 002, sections 2.2 and 3.3); pixel flipping when ``patch=1``.
+
+    ``a`` ``[B, C|1, H, W]`` is reduced over channels by ``reduce``; patches (``patch`` × ``patch``,
+    non-overlapping, a smaller last row/column when ``patch`` does not divide the image) are
+    scored by the ``sum`` (or ``mean``) of the reduced map inside them and flipped in ``order``
+    (``morf``, ``lrf``, ``random`` from ``seed``) on the ``steps`` schedule (:func:`step_counts`),
+    all channels of a flipped pixel together. ``fill``: see :func:`make_fill` (``gray`` is the
+    midpoint of ``input_range``). ``repeated``: re-fill earlier patches at every step (module
+    docstring). ``last_step_gray``: the last point is the all-gray image, whatever the fill.
+    ``score``: ``logit`` or ``probability`` of class ``y``, or a callable ``(outputs, y) -> [N]``.
+
+    Returns curves ``[B, S+1]`` (point 0 unperturbed, the last all patches flipped), the
+    flipped-patch fractions ``[S+1]`` and ``scores`` = AUC, the trapezoid area under the curve
+    over the fraction in [0, 1] (lower is better for MoRF). The model is used as given (call
+    ``model.eval()`` first); no gradients are taken. ``memory_budget``: bytes of inputs plus
+    activations per model call (default: cache-sized on the CPU, 2 GiB on a GPU).
+    """
+    _check_common(model, x, y, a)
+    if not isinstance(patch, int) or not 1 <= patch <= min(x.shape[-2:]):
+        raise ValueError(f"patch must be an integer side length in [1, {min(x.shape[-2:])}], "
+                         f"got {patch!r}")
+    lo, hi = input_range
+    fill_fn = make_fill(fill, input_range, seed)
+    with torch.inference_mode():
+        s = reduce_channels(a, reduce)
+        scores = patch_scores(s, patch, patch_score)
+        counts = step_counts(steps, scores.shape[1])
+        ranks = patch_ranks(scores, order, seed)
+        curves = perturbation_curves(model, x, y, ranks, counts, fill_fn, patch, repeated=repeated,
+                                     final_value=(lo + hi) / 2 if last_step_gray else None,
+                                     scorer=target_score(score), memory_budget=memory_budget)
+        fractions = torch.cat([torch.zeros(1), counts.cpu().double() / scores.shape[1]])
+        return PerturbationCurves(area_under_curve(curves, fractions), curves, fractions)
+
+
+def pixel_flipping(model: nn.Module, x: Tensor, y: Tensor, a: Tensor,
+                   **params) -> PerturbationCurves:
+    """Pixel flipping (Bach et al. 2015): :func:`region_perturbation` with ``patch=1``."""
+    return region_perturbation(model, x, y, a, patch=1, **params)
+
+
+def aopc(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *, region: int = 16,
+         fill: str | float | Fill = "uniform", low: float = -1.0, high: float = 1.0,
+         steps: int | None = None, reduce: str = "sum", score: str | ScoreFn = "probability",
+         seed: int = 0, memory_budget: int | None = None) -> PerturbationCurves:
+    """AOPC of document 003 (section 2.2.1, eq. 7; settings of section 4.3).
+
+    The map is average-pooled to ``region`` × ``region`` regions (56, 28, 21, 16 for 224 px give
+    4×4, 8×8, 11×11, 14×14 heatmaps), regions are perturbed most relevant first, cumulatively
+    (x⁽ᵏ⁾ = g(x⁽ᵏ⁻¹⁾, r_k)), with uniform noise in [low, high] drawn once per image (NOTES.md:
+    the public code reuses it across steps; each region is replaced by fresh noise once);
+    f is the class probability of ``y``. Per sample
+    AOPC = 1/(L+1) Σ_{k=1}^{L} [f(x⁰) − f(xᵏ)], L = ``steps`` (default: all regions).
+    The document averages over the correctly classified test images: select those before
+    averaging the returned per-sample scores.
+    """
+    _check_common(model, x, y, a)
+    if not isinstance(region, int) or not 1 <= region <= min(x.shape[-2:]):
+        raise ValueError(f"region must be an integer side length in [1, {min(x.shape[-2:])}], "
+                         f"got {region!r}")
+    fill_fn = make_fill(fill, (low, high), seed)
+    with torch.inference_mode():
+        s = reduce_channels(a, reduce)
+        scores = patch_scores(s, region, "mean")
+        n_regions = scores.shape[1]
+        if steps is not None and (not isinstance(steps, int) or not 1 <= steps <= n_regions):
+            raise ValueError(f"steps must be an integer in [1, {n_regions}], got {steps!r}")
+        counts = torch.arange(1, (steps or n_regions) + 1)
+        ranks = patch_ranks(scores, "morf")
+        curves = perturbation_curves(model, x, y, ranks, counts, fill_fn, region, repeated=False,
+                                     scorer=target_score(score), memory_budget=memory_budget)
+        n = len(counts)
+        value = (curves[:, :1] - curves[:, 1:]).sum(1) / (n + 1)
+        fractions = torch.cat([torch.zeros(1), counts.double() / n_regions])
+        return PerturbationCurves(value, curves, fractions)
+
+
+PERTURBATION_METRICS: dict[str, Callable[..., PerturbationCurves]] = {
+    "region_perturbation": region_perturbation,
+    "pixel_flipping": pixel_flipping,
+    "aopc": aopc,
+}
