@@ -11,7 +11,7 @@ else
 TORCH := torch==2.14.1 torchvision==0.29.1
 endif
 
-.PHONY: demo test test-all bench lint browser clean
+.PHONY: demo test test-all bench lint browser clean docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,3 +52,7 @@ lint: $(VENV)/.dev
 
 clean:
 	rm -rf runs .pytest_cache
+
+# docs/cli.md is generated from the commands' help texts (tests/test_docs.py checks it is current).
+docs: $(VENV)/.base
+	$(BIN)/typer salbench.cli utils docs --name salbench --output docs/cli.md

@@ -11,6 +11,8 @@ from rich.table import Table
 
 from salbench.config import ConfigError
 from salbench.data.cli import app as data_app
+from salbench.explain.cli import explain, methods
+from salbench.metrics.cli import evaluate
 from salbench.models.cli import train
 from salbench.report.cli import report
 from salbench.runtime import EXECUTORS, set_quiet
@@ -26,6 +28,9 @@ study_app = typer.Typer(help="List and run the source documents' studies.", no_a
 app.add_typer(study_app, name="study")
 app.add_typer(data_app, name="data")
 app.command("train")(train)
+app.command("explain")(explain)
+app.command("methods")(methods)
+app.command("evaluate")(evaluate)
 app.command("report")(report)
 console = Console()
 
