@@ -294,6 +294,6 @@ def test_fill_blocks_do_not_change_results(setup, monkeypatch, repeated):
     model, x, y, a = setup
     params = {"patch": 3, "steps": "log:6", "fill": "inpaint-fast", "repeated": repeated}
     whole = pt.region_perturbation(model, x, y, a, **params)
-    monkeypatch.setattr(pt, "FILL_BLOCK_BYTES", 1)  # one image per fill call
+    monkeypatch.setattr(pt, "BLOCK_BYTES", 1)  # one image per fill call
     split = pt.region_perturbation(model, x, y, a, memory_budget=1, **params)
     np.testing.assert_allclose(split.curves.numpy(), whole.curves.numpy(), atol=1e-6)

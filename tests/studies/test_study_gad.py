@@ -155,3 +155,18 @@ def test_runs_on_a_user_image_folder(tmp_path):
     for role in (1, 2):
         assert table1.loc[(model, f"Orig.{role}"), "S"] + \
             table1.loc[(model, f"GAD {role} (ours)"), "S"] == 4
+
+
+def test_paper_preset_is_the_documents_setting():
+    """Section 6: VGG16 and ResNet18, α = 0, 2, 4, 6, 8, supports by Adam lr 4e-5 for 10 epochs,
+    512 images (256 per class), hulls of the most important half of the pixels."""
+    cfg = G.STUDY.config("paper")
+    assert [m.arch for m in cfg.models] == ["vgg16", "resnet18"]
+    assert all(m.width == 1.0 for m in cfg.models)
+    assert cfg.alphas == [0, 2, 4, 6, 8] and cfg.n_per_class == 256 and cfg.keep == 0.5
+    support = G.support_training(torch.nn.Linear(1, 1), cfg)
+    assert (support.optimizer, support.lr, support.epochs, support.loss) == ("adam", 4e-5, 10,
+                                                                            "mse")
+    assert [m.key for m in cfg.methods] == ["S", "D", "GxI", "GB", "IG"]
+    for preset in ("tiny", "small"):
+        G.STUDY.config(preset)

@@ -146,3 +146,24 @@ def test_tiny_preset_runs_end_to_end(tmp_path):
     assert not any(s.failed for s in summaries.values())
     section = P.report_section(tmp_path / "run")
     assert any(f.name == "pretraining-fig3" for f in section.figures)
+
+
+def test_paper_preset_is_the_documents_grid():
+    """Section 3: 2 corpora × 5 degrees × 15 seeds at table 1's learning rates; section 2.4's
+    eight methods with zero baselines and absolute maps; appendix D's 2500 test images."""
+    cfg = P.STUDY.config("paper")
+    grid = P.finetune_grid(cfg)
+    assert len(grid) == 2 * 5 * 15
+    lrs = grid.groupby(["corpus", "degree"]).lr.unique().map(list).to_dict()
+    assert lrs[("within-domain", "1conv")] == [0.038]
+    assert lrs[("out-of-domain", "all")] == [0.004]
+    assert [m.key for m in cfg.methods] == [
+        "integrated_gradients", "gradient_shap", "lrp", "deeplift", "saliency", "deconvolution",
+        "guided_backprop", "input_x_gradient"]
+    assert all(m.absolute for m in cfg.methods)
+    assert cfg.model.width == 1.0 and cfg.data.size == 270 and cfg.n_explain == 2500
+    stages = P.stages(cfg)
+    assert [s.name for s in stages] == ["data", "pretrain", "finetune", "explain"]
+    assert len(stages[2].expand(Path("unused"))) == 150
+    for preset in ("tiny", "small"):
+        P.STUDY.config(preset)  # every preset validates

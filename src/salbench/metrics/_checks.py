@@ -127,9 +127,10 @@ def target_score(score: str | ScoreFn) -> ScoreFn:
 
 
 # Bytes of inputs + activations per model call when memory_budget is None: cache-sized on the
-# CPU (CPU convolutions run 2-3x faster per image in small batches: benchmarks/metrics.py), and
-# large on a GPU, where big batches fill the device.
-CPU_MEMORY_BUDGET = 4 * 2**20
+# CPU (CPU convolutions ran up to 2-3x faster per image in batches of ~16 small images than in
+# batches of hundreds, measured for benchmarks/metrics.py), and large on a GPU, where big batches
+# fill the device.
+CPU_MEMORY_BUDGET = 16 * 2**20
 GPU_MEMORY_BUDGET = 2 * 2**30
 
 

@@ -49,7 +49,7 @@ from salbench.metrics._checks import (
 from salbench.metrics._telea import inpaint_telea_parallel
 
 ORDERS = ("morf", "lrf", "random")
-FILL_BLOCK_BYTES = 64 * 2**20  # images handed to an inpainting fill at once
+BLOCK_BYTES = 64 * 2**20  # perturbed images built (and handed to a fill) at once
 AOPC_REGION_SIZES = (56, 28, 21, 16)  # region sizes for 224 px images (document 003, section 4.3)
 
 
@@ -317,15 +317,14 @@ def perturbation_curves(model: nn.Module, x: Tensor, y: Tensor, ranks: Tensor, c
     curves[:, 0] = forward_scores(model, x, y, scorer, memory_budget)
 
     chunk = chunk_size(model, x, memory_budget)
-    # Inpainting fills work on blocks of many images (one worker pool / one batched call per
-    # block); the model still sees chunks of `chunk` images.
-    block = max(chunk, FILL_BLOCK_BYTES // (x[0].numel() * x.element_size())) \
-        if fill.mask_dependent else chunk
+    # Perturbed inputs are built in blocks of many images (vectorised gathers, one worker pool
+    # or batched call per inpainting block); the model sees chunks of `chunk` images.
+    block = max(chunk, BLOCK_BYTES // (x[0].numel() * x.element_size()))
 
     def forward(xp: Tensor, rows: Tensor, cols: Tensor) -> None:
-        for i in range(0, len(xp), chunk):
-            curves[rows[i:i + chunk], cols[i:i + chunk]] = scorer(
-                model(xp[i:i + chunk]), y[rows[i:i + chunk]]).float()
+        yb = y[rows]
+        scores = [scorer(model(xp[i:i + chunk]), yb[i:i + chunk]) for i in range(0, len(xp), chunk)]
+        curves[rows, cols] = torch.cat(scores).float()
 
     if repeated or not fill.mask_dependent:
         static = None if fill.mask_dependent else fill(x, None)

@@ -486,7 +486,7 @@ def _gallery_figure(run_dir: Path, chosen: pd.DataFrame, cfg: PretrainingConfig,
             for m in cfg.methods]
     labels = [f"{c}\n{d}" for c, d in columns]
     fig = figures.map_grid(rows, row_labels=[m.key for m in cfg.methods],
-                           titles=[labels] * len(rows),
+                           col_labels=labels,
                            images=[ref.image] + [None] * (len(rows) - 1),
                            masks=[ref.mask] * len(rows),
                            title=f"sample {sample} ({selection} models)")
