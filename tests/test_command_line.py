@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -98,3 +99,31 @@ def test_a_shrunken_quickstart_runs_end_to_end_into_results_and_report(tmp_path)
     rerun = salbench("study", "run", "quickstart", "--quiet", "--device", "cpu", "--out",
                      str(run), *MINI)
     assert rerun.returncode == 0 and "0 done" in rerun.stdout
+
+
+@pytest.mark.slow
+def test_a_study_killed_mid_run_resumes_to_the_rows_of_an_uninterrupted_run(tmp_path):
+    import os
+    import signal
+    import time
+
+    from salbench.results import read_results
+
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    args = [*SALBENCH, "study", "run", "quickstart", "--quiet", "--device", "cpu", "--no-report"]
+    child = subprocess.Popen([*args, "--out", str(killed), *MINI], start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store, deadline = ResultStore(killed), time.monotonic() + 600
+    while len(store.finished()) < 6 and child.poll() is None:  # data, train, some explain jobs
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+    assert len(store.finished()) < 2 + 2 + 4, "the kill did not land mid-study"
+    for out in (killed, clean):
+        done = subprocess.run([*args, "--out", str(out), *MINI], capture_output=True, text=True,
+                              timeout=900, check=False)
+        assert done.returncode == 0, done.stderr
+    drop = ["run"]
+    pd.testing.assert_frame_equal(read_results(killed).drop(columns=drop),
+                                  read_results(clean).drop(columns=drop))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -86,8 +85,8 @@ def study_run(
     name: str = typer.Argument(..., help="Study name (see `salbench study list`)."),
     preset: str = typer.Option("tiny", help="Scale preset: tiny (CPU, minutes), small, paper."),
     set_: list[str] = typer.Option([], "--set", help="Override a config key: key=value (repeat)."),
-    config: Optional[Path] = typer.Option(None, help="YAML config replacing the preset."),
-    out: Optional[Path] = typer.Option(None, help="Run folder (default runs/NAME-PRESET)."),
+    config: Path | None = typer.Option(None, help="YAML config replacing the preset."),
+    out: Path | None = typer.Option(None, help="Run folder (default runs/NAME-PRESET)."),
     executor: str = typer.Option("local", help=f"Job executor: one of {', '.join(EXECUTORS)}."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
     report: bool = typer.Option(True, help="Write the HTML report when the study finishes."),

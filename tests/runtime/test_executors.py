@@ -17,7 +17,7 @@ from salbench.runtime import Job, LocalExecutor
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-import grid_jobs  # noqa: E402
+import grid_jobs
 
 
 def comparable(run_dir: Path) -> pd.DataFrame:

@@ -245,3 +245,16 @@ def test_folder_data_is_read_into_the_run(tmp_path):
     assert tuple(dataset.x.shape) == (20, 3, 32, 32)
     assert float(dataset.x.min()) >= 0 and float(dataset.x.max()) <= 1
     assert cf.stages(config)[0].jobs[0].fn.endswith(":folder_data_job")
+
+
+def test_train_jobs_use_per_arch_settings_and_skip_normal_classes(run):
+    """Table 3 trains each model with its own settings; early stopping monitors every class but
+    the 'normal' one (NoCell, like the Covid-19 data's Normal class)."""
+    run_dir, _, _ = run
+    config = cf.STUDY.config("tiny", SHRUNK + ["archs=[resnet34, vgg19]",
+                                               "train_per_arch={vgg19: {lr: 0.0001}}"])
+    jobs = cf.stages(config)[1].expand(run_dir)
+    lrs = {job.config["model_id"]: job.config["train"]["lr"] for job in jobs}
+    assert lrs == {"resnet34-flatten": 3e-3, "resnet34-gap": 3e-3, "vgg19-flatten": 1e-4,
+                   "vgg19-gap": 1e-4}
+    assert all(job.config["train"]["monitored_classes"] == list(range(9)) for job in jobs)

@@ -535,10 +535,10 @@ def table_1(results: pd.DataFrame, tolerance: float) -> pd.DataFrame:
 
 
 def _explanation_scores(results: pd.DataFrame) -> pd.DataFrame:
-    rows = results[results.method.isin(METHODS.values())
+    """Per-sample Grad-CAM / HiResCAM metric rows (no table-1 rows, no curve points)."""
+    return results[results.method.isin(METHODS.values())
                    & ~results.metric.str.startswith("table1/")
                    & ~results.sample_id.str.startswith("point:")]
-    return rows
 
 
 def model_scores(results: pd.DataFrame) -> pd.DataFrame:
@@ -562,6 +562,7 @@ def aopc_table(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def sensitivity_frame(scores: pd.DataFrame) -> pd.DataFrame:
+    """Mean max-sensitivity per model, method and radius (document's scale)."""
     rows = scores[scores.metric.str.startswith("max_sensitivity/")].copy()
     rows["radius"] = rows.metric.str.split("/r").str[1].astype(float)
     return rows.groupby(["model_id", "method", "radius"], as_index=False).value.mean()
@@ -588,9 +589,11 @@ def summary_table(models: pd.DataFrame, aopc: pd.DataFrame, sens: pd.DataFrame,
     for label in METHODS.values():
         if not aopc.empty:
             out[f"mean AOPC {label}"] = aopc.xs(label, level="method").mean(0)
+    for label in METHODS.values():
         if not sens.empty:
             out[f"mean max-sens {label}"] = (sens[sens.method == label]
                                             .groupby("model_id").value.mean())
+    for label in METHODS.values():
         if not haas.empty and label in haas.index:
             out[f"HAAS {label}"] = haas.loc[label]
     out.index = [model_label(m) for m in out.index]
@@ -610,7 +613,9 @@ def _panels(frames: dict[str, pd.DataFrame], x: str, y: str, xlabel: str, ylabel
         for method, part in frame.groupby("method"):
             part = part.sort_values(x)
             ax.plot(part[x], part[y], marker="o", markersize=2.5, linewidth=1.2,
-                    color=colors.get(method), label=method)
+                    color=colors.get(method), label=method,
+                    linestyle="--" if method == "Grad-CAM" else "-",
+                    zorder=3 if method == "Grad-CAM" else 2)  # dashed on top: visible when equal
         ax.set_title(model_label(mid), fontsize=8)
         ax.set_xlabel(xlabel, fontsize=7)
         ax.set_ylabel(ylabel, fontsize=7)

@@ -34,6 +34,7 @@ from salbench.models.training import fit, predict, preset
 from salbench.report import save_gallery_item
 from salbench.runtime import JobContext
 
+
 class DataSpec(Config):
     """A dataset of the run: generated (``mri_lesions``, ``mri_lesion_free``, ``cells``: ``n``
     samples of ``size`` px from ``seed``, generator ``params``) or a user's image ``folder``
