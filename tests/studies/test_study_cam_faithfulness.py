@@ -227,7 +227,7 @@ def test_folder_data_is_read_into_the_run(tmp_path):
     import cv2
 
     from salbench.runtime import JobContext
-    from salbench.studies.common import load_dataset
+    from salbench.studies.common import data_job, load_dataset
 
     rng = np.random.default_rng(0)
     for name in ("ADI", "TUM"):
@@ -238,13 +238,13 @@ def test_folder_data_is_read_into_the_run(tmp_path):
     config = cf.STUDY.config("tiny", [f"folder={{root: {tmp_path / 'images'}, size: 32}}"])
     spec = cf.data_spec(config)
     run_dir = tmp_path / "run"
-    cf.folder_data_job({"data": spec.model_dump(), "seed": 0},
-                       JobContext(run_dir=run_dir, device="cpu", seed=0, key="k"))
+    data_job({"data": spec.model_dump(), "seed": 0},
+             JobContext(run_dir=run_dir, device="cpu", seed=0, key="k"))
     dataset = load_dataset(run_dir, spec)
     assert dataset.classes == ["ADI", "TUM"]
     assert tuple(dataset.x.shape) == (20, 3, 32, 32)
     assert float(dataset.x.min()) >= 0 and float(dataset.x.max()) <= 1
-    assert cf.stages(config)[0].jobs[0].fn.endswith(":folder_data_job")
+    assert spec.kind == "folder" and cf.stages(config)[0].jobs[0].fn.endswith("common:data_job")
 
 
 def test_train_jobs_use_per_arch_settings_and_skip_normal_classes(run):

@@ -1,7 +1,4 @@
-"""``salbench evaluate``: score saved attribution maps on a dataset and write result rows.
-
-The lead registers :func:`evaluate` as a Typer command (``app.command("evaluate")(evaluate)``).
-"""
+"""``salbench evaluate``: score saved attribution maps on a dataset and write result rows."""
 
 from __future__ import annotations
 

@@ -32,7 +32,6 @@ from matplotlib.figure import Figure as MplFigure
 from pydantic import Field
 from torch import Tensor, nn
 
-from salbench import data as data_stage
 from salbench.config import Config, ConfigError
 from salbench.explain import cam_maps, preserved_model
 from salbench.metrics import AOPC_REGION_SIZES, TABLE_6
@@ -46,7 +45,6 @@ from salbench.studies.common import (
     ModelSpec,
     build_model,
     checkpoint_path,
-    dataset_dir,
     load_dataset,
     load_model,
 )
@@ -249,35 +247,13 @@ def applied_radius(radius: float, input_range: tuple[float, float]) -> float:
 # ---------------------------------------------------------------- jobs
 
 def data_spec(config: CamFaithfulnessConfig) -> DataSpec:
-    """The run's dataset spec. A folder is stored under a ``cells``-kind spec whose params name
-    the folder (``common.DataSpec`` has no folder kind yet; the params keep its hash distinct)."""
+    """The run's dataset spec: the embedded data, or the user's folder (``DataSpec`` kind
+    ``folder``, snapshotted into the run by ``common.data_job``)."""
     if config.folder is None:
         return config.data.model_copy(update={"seed": config.seed})
-    return DataSpec(kind="cells", n=1, size=config.folder.size, seed=0,
-                    params={"folder": config.folder.model_dump()})
-
-
-def folder_data_job(config: dict, ctx: JobContext) -> None:
-    """Read the user's image folder (``load_folder``) and store it in the run's ``data/``."""
-    from salbench.data.folders import load_folder
-
-    spec = DataSpec.parse(config["data"])
-    folder = FolderData.parse(spec.params["folder"])
-    out = dataset_dir(ctx.run_dir, spec)
-    if (out / "manifest.json").is_file():
-        return
-    dataset = load_folder(folder.root, masks=folder.masks, size=folder.size,
-                          channels=folder.channels, split_seed=folder.split_seed)
-    if not all((dataset.meta["split"] == s).any() for s in data_stage.SPLITS):
-        raise ValueError(f"folder {folder.root!r} gives an empty train, val or test split; "
-                         "add images or train/val/test sub-folders")
-    tmp = out.with_name(out.name + ".tmp")
-    if tmp.exists():
-        import shutil
-
-        shutil.rmtree(tmp)
-    data_stage.save(dataset, tmp)
-    tmp.rename(out)
+    folder = config.folder.model_dump()
+    size = folder.pop("size")
+    return DataSpec(kind="folder", n=1, size=size, seed=0, params=folder)
 
 
 def relative_l1(a: Tensor, b: Tensor) -> Tensor:
@@ -435,9 +411,8 @@ def stages(config: CamFaithfulnessConfig) -> list[Stage]:
     spec = data_spec(config)
     size = spec.size
     base = {"study": NAME, "data": spec.model_dump(), "seed": config.seed}
-    data_fn = OWN.format("folder_data_job") if config.folder else COMMON.format("data_job")
-    data = [Job(data_fn, {"data": spec.model_dump(), "seed": config.seed}, study=NAME,
-                label="data")]
+    data = [Job(COMMON.format("data_job"), {"data": spec.model_dump(), "seed": config.seed},
+                study=NAME, label="data")]
     models = [(arch, form) for arch in config.archs for form in config.forms]
 
     def train_jobs(run_dir: Path) -> list[Job]:
@@ -792,6 +767,7 @@ def training_table(run_dir: Path, config: CamFaithfulnessConfig,
                      "scheduler": values.scheduler, "batch size": values.batch_size,
                      "max epochs": values.epochs, "patience": values.patience,
                      "class weights": values.class_weights,
+                     "epochs run": meta.get("epochs_run", "?"),
                      "stop reason": meta.get("stop_reason", "?")})
     return pd.DataFrame(rows).set_index("model")
 

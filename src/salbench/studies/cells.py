@@ -72,11 +72,14 @@ ARCH_LABELS = {"resnet34": "ResNet-34", "alexnet": "AlexNet", "vgg16": "VGG-16"}
 
 
 class CellsModel(Config):
-    """One architecture of table 1: ``arch``, channel ``width``, image ``size`` and overrides of the
-    training presets ``cells-continuous`` (TC) and ``cells-regular`` (TR)."""
+    """One architecture of table 1: ``arch``, channel ``width``, image ``size``, starting
+    ``weights`` (``"imagenet"`` or a file, as the document fine-tunes torchvision's ImageNet
+    models; default random initialisation, since no weights ship) and overrides of the training
+    presets ``cells-continuous`` (TC) and ``cells-regular`` (TR)."""
 
     arch: Literal["alexnet", "vgg16", "resnet34"]
     width: float = Field(1.0, gt=0, le=1)
+    weights: str | None = None
     size: int = Field(224, ge=32)
     continuous: dict = Field(default_factory=dict)
     regular: dict = Field(default_factory=dict)
@@ -163,7 +166,8 @@ def stages(config: CellsConfig) -> list[Stage]:
     base, branches, explain = [], [], []
     for name, model in config.models.items():
         common = {"study": NAME, "data": specs[model.size], "seed": config.seed,
-                  "model": {"arch": model.arch, "width": model.width}}
+                  "model": {"arch": model.arch, "width": model.width,
+                            "weights": model.weights}}
         base.append(Job(COMMON.format("train_job"), {
             **common, "model_id": f"{name}-base",
             "train": {"preset": "cells-continuous", **model.continuous}},

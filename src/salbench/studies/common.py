@@ -71,9 +71,13 @@ def data_job(config: dict, ctx: JobContext) -> None:
     spec = DataSpec.parse(config["data"])
     out = dataset_dir(ctx.run_dir, spec)
     if spec.kind == "folder":  # snapshot the folder into the run: written aside, then renamed
+        dataset = folders.load_folder(size=spec.size, **spec.params)
+        if not all((dataset.meta["split"] == s).any() for s in data_stage.SPLITS):
+            raise ValueError(f"folder {spec.params.get('root')!r} gives an empty train, val or "
+                             "test split; add images or train/val/test sub-folders")
         partial = out.with_name(out.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
-        data_stage.save(folders.load_folder(size=spec.size, **spec.params), partial)
+        data_stage.save(dataset, partial)
         shutil.rmtree(out, ignore_errors=True)
         os.replace(partial, out)
         return
