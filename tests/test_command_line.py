@@ -51,6 +51,8 @@ def test_bad_sql_and_missing_run_are_one_line_errors(tmp_path):
     (["study", "run", "quickstart", "--set", "n_sample=3"], "unknown key 'n_sample'"),
     (["study", "run", "quickstart", "--set", "n_samples=-1"], "n_samples = -1"),
     (["study", "run", "quickstart", "--executor", "dask"], "--executor must be one of"),
+    (["study", "run", "quickstart", "--set", "parts.mri.methods=[{name: nosuch}]"],
+     "method must be one of"),
 ])
 def test_bad_study_input_fails_before_any_work(tmp_path, args, message):
     done = in_process(*args, "--out", str(tmp_path / "run"))

@@ -1,8 +1,8 @@
 """Building blocks the studies share: dataset, training and explain-and-score jobs.
 
 Each job is a pure function of its config (see :mod:`salbench.runtime.jobs`). Artifacts go to the
-run folder: datasets to ``data/<kind>-<hash>/``, checkpoints to ``models/<model_id>/``, gallery
-samples to ``report/gallery/``. Scores are returned as long result rows.
+run folder: datasets to ``data/<kind>-<hash>/``, checkpoints to ``models/<model_id>.safetensors``,
+gallery samples to ``report/gallery/``. Scores are returned as long result rows.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def train_job(config: dict, ctx: JobContext) -> list[dict]:
                           config.get("slicing", "block"))
     train = dict(config["train"])
     arch = ModelSpec.parse(config["model"]).arch
-    train_config = preset(train.pop("preset"), arch, seed=ctx.seed % 2**31, device=ctx.device,
+    train_config = preset(train.pop("preset"), arch, seed=ctx.seed, device=ctx.device,
                           **train)
     result = fit(model, dataset.split("train"), dataset.split("val"), train_config)
     test = dataset.split("test")
@@ -222,8 +222,8 @@ def score(metric: MetricSpec, model: nn.Module, x: Tensor, y: Tensor, a: Tensor,
     """Per-sample scores ``{result_metric_name: Tensor[B]}`` of one metric spec.
 
     Aggregates that have no per-sample value (ROC points, mean curves) come back under names
-    ending in ``@<k>`` with a tensor over points instead of samples; :func:`score_rows` stores them
-    with ``sample_id = "point:<k>"``.
+    ending in ``@`` with a tensor over points instead of samples; :func:`score_rows` stores them
+    with ``sample_id = "point:<k>"`` for point k.
     """
     name, params, key = metric.name, dict(metric.params), metric.key
     if name in M.GROUND_TRUTH_METRICS:

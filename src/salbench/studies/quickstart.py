@@ -11,21 +11,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from salbench.config import Config
 from salbench.report import Figure, Section, Table, figures
 from salbench.results import read_results
 from salbench.runtime import Job
 from salbench.studies.base import Stage, Study, register
-from salbench.studies.common import DataSpec, ModelSpec
+from salbench.explain.registry import get_method
+from salbench.studies.common import DataSpec, MethodSpec, MetricSpec, ModelSpec
 
 NAME = "quickstart"
 FN = "salbench.studies.common:{}"
 
-# Every registered method except GAD (it needs fitted support models: see the gad study). CAM
-# needs global average pooling before one linear layer, which the ResNets have. Parameters keep
-# the costly methods cheap at this scale: 16 integration steps, 8 noisy copies, 8x8 occlusion.
+# Every registered method except GAD (it needs fitted support models: see the gad study) and the
+# generic ``lrp_composite`` (it needs a composite spec; the named composites are here). CAM needs
+# global average pooling before one linear layer, which the ResNets have. Parameters keep the
+# costly methods cheap at this scale: 16 integration steps, 8 noisy copies, 8x8 occlusion.
 def _methods(size: int, steps: int) -> list[dict]:
     names = ["saliency", "input_x_gradient", "gradient_shap", "deeplift", "deeplift_shap",
              "guided_backprop", "deconvolution", "guided_gradcam", "gradcam", "hirescam", "cam",
@@ -50,9 +52,16 @@ class Part(Config):
     data: DataSpec
     model: ModelSpec
     train: dict = Field(default_factory=dict)
-    methods: list[dict]
-    metrics: list[dict]
+    methods: list[MethodSpec]
+    metrics: list[MetricSpec]
     sanity_methods: list[str] = list(SANITY_METHODS)
+
+    @field_validator("methods")
+    @classmethod
+    def _known_methods(cls, methods: list[MethodSpec]) -> list[MethodSpec]:
+        for method in methods:
+            get_method(method.name)  # ValueError naming the registered methods
+        return methods
 
 
 class QuickstartConfig(Config):
@@ -125,13 +134,14 @@ def stages(config: QuickstartConfig) -> list[Stage]:
         train.append(Job(FN.format("train_job"),
                          {**base, "model_id": model_id, "model": part.model.model_dump(),
                           "train": part.train}, study=NAME, label=f"train {model_id}"))
+        metrics = [m.model_dump() for m in part.metrics]
+        sanity = [{"name": "model_randomisation", "params": {"similarities": ["spearman"]}}]
         for method in part.methods:
-            sanity = [{"name": "model_randomisation", "params": {"similarities": ["spearman"]}}]
-            metrics = part.metrics + (sanity if method["name"] in part.sanity_methods else [])
             explain.append(Job(FN.format("explain_job"), {
-                **base, "model_id": model_id, "methods": [method], "metrics": metrics,
+                **base, "model_id": model_id, "methods": [method.model_dump()],
+                "metrics": metrics + (sanity if method.name in part.sanity_methods else []),
                 "n_samples": config.n_samples, "target": "predicted", "gallery": config.gallery},
-                study=NAME, label=f"{model_id} {method['name']}"))
+                study=NAME, label=f"{model_id} {method.name}"))
     return [Stage("data", data), Stage("train", train), Stage("explain and score", explain)]
 
 
