@@ -39,7 +39,13 @@ import cv2
 import numpy as np
 
 from salbench.data.dataset import GroundTruthDataset, check_fractions, split_of_position
-from salbench.data.shards import Chunk, check_count, generate_dataset, write_dataset
+from salbench.data.shards import (
+    Chunk,
+    check_count,
+    generate_dataset,
+    make_chunk,
+    write_dataset,
+)
 
 log = logging.getLogger("salbench.data")
 CLASSES = ["CCell", "CCellM", "CCellP", "RCell", "RCellB", "RCellC", "CCellT", "CCellT3",
@@ -127,15 +133,7 @@ class CellSpec:
         return None
 
     def make(self, start: int, stop: int) -> Chunk:
-        n = stop - start
-        x = np.empty((n, 3, self.size, self.size), np.float32)
-        y = np.empty(n, np.int64)
-        masks = np.empty((n, self.size, self.size), np.float32)
-        meta = []
-        for j, i in enumerate(range(start, stop)):
-            x[j], y[j], masks[j], record = self.sample(i)
-            meta.append(record)
-        return Chunk(x, y, masks, meta)
+        return make_chunk(self.sample, start, stop, self.shape())
 
     def sample(self, i: int) -> tuple[np.ndarray, int, np.ndarray, dict]:
         rng = np.random.default_rng([self.seed, 8001, i])

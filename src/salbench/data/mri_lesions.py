@@ -54,7 +54,13 @@ from salbench.data.backgrounds import (
     TemplateBackgrounds,
 )
 from salbench.data.dataset import GroundTruthDataset, check_fractions, split_of_position
-from salbench.data.shards import Chunk, check_count, generate_dataset, write_dataset
+from salbench.data.shards import (
+    Chunk,
+    check_count,
+    generate_dataset,
+    make_chunk,
+    write_dataset,
+)
 
 log = logging.getLogger("salbench.data")
 CLASSES = ["regular", "irregular"]
@@ -342,15 +348,7 @@ class MRISpec:
         return image, y, mask, meta
 
     def make(self, start: int, stop: int) -> Chunk:
-        n = stop - start
-        x = np.empty((n, 1, self.size, self.size), np.float32)
-        y = np.empty(n, np.int64)
-        masks = np.empty((n, self.size, self.size), np.float32)
-        meta = []
-        for j, i in enumerate(range(start, stop)):
-            x[j, 0], y[j], masks[j], record = self.sample(i)
-            meta.append(record)
-        return Chunk(x, y, masks, meta)
+        return make_chunk(self.sample, start, stop, self.shape())
 
 
 def normalise_sex(value, subject: str) -> str:

@@ -47,6 +47,22 @@ class Chunk:
     meta: list[dict]
 
 
+def make_chunk(sample, start: int, stop: int, shape: tuple[int, int, int]) -> Chunk:
+    """Samples ``start .. stop - 1`` from ``sample(i) -> (image [C, H, W] or [H, W], label, mask,
+    meta)`` stacked into a :class:`Chunk` of images of ``shape``."""
+    c, h, w = shape
+    n = stop - start
+    x = np.empty((n, c, h, w), np.float32)
+    y = np.empty(n, np.int64)
+    masks = np.empty((n, h, w), np.float32)
+    meta = []
+    for j, i in enumerate(range(start, stop)):
+        image, y[j], masks[j], record = sample(i)
+        x[j] = image.reshape(c, h, w)
+        meta.append(record)
+    return Chunk(x, y, masks, meta)
+
+
 class SampleSpec(Protocol):
     """What :func:`generate_dataset` and :func:`write_dataset` need from a generator."""
 
