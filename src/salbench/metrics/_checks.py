@@ -11,7 +11,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-REDUCTIONS = ("sum", "abs-sum", "max-abs", "l2", "none")
+from salbench.explain import postprocess
+
+REDUCTIONS = (*postprocess.REDUCTIONS, "none")
 
 
 def check_tensor(t: object, name: str, ndim: tuple[int, ...], floating: bool = True) -> Tensor:
@@ -67,21 +69,15 @@ def check_mask(m: object, shape: tuple[int, ...], name: str = "m", binary: bool 
 
 
 def reduce_channels(a: Tensor, reduce: str) -> Tensor:
-    """``[B, C, H, W]`` -> ``[B, H, W]`` by ``sum``, ``abs-sum``, ``max-abs`` (max of |a| over
-    channels), ``l2`` (Euclidean norm over channels) or ``none`` (needs C = 1); 3-D input is
-    taken as already reduced and returned unchanged."""
+    """``[B, C, H, W]`` -> ``[B, H, W]`` by ``sum``, ``abs-sum``, ``max-abs``, ``l2`` (the
+    definitions of :func:`salbench.explain.postprocess.reduce_channels`) or ``none`` (needs C = 1);
+    3-D input is taken as already reduced and returned unchanged."""
     if reduce not in REDUCTIONS:
         raise ValueError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
     if a.ndim == 3:
         return a
-    if reduce == "sum":
-        return a.sum(1)
-    if reduce == "abs-sum":
-        return a.abs().sum(1)
-    if reduce == "max-abs":
-        return a.abs().amax(1)
-    if reduce == "l2":
-        return a.pow(2).sum(1).sqrt()
+    if reduce != "none":
+        return postprocess.reduce_channels(a, reduce)
     if a.shape[1] != 1:
         raise ValueError(f"reduce='none' needs single-channel attributions, got C={a.shape[1]}")
     return a[:, 0]
