@@ -16,7 +16,7 @@ class Model(Config):
 class Study(Config):
     seed: int = 0
     model: Model = Model()
-    methods: list[str] = ["saliency"]
+    methods: list[str] = Field(default_factory=lambda: ["saliency"])
 
 
 def test_unknown_key_is_named():

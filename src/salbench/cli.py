@@ -50,13 +50,15 @@ def results_command(
 
     Example: salbench results --run runs/quickstart "select metric, count(*) from results group by 1"
     """
+    import duckdb
+
     from salbench.results import query
 
     try:
         frame = query(run, sql)
     except FileNotFoundError as err:
         fail(str(err))
-    except Exception as err:  # duckdb raises its own error classes for bad SQL
+    except duckdb.Error as err:
         fail(f"sql: {str(err).splitlines()[0]}")
     table = Table(show_lines=False)
     for column in frame.columns:

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
-
-C = TypeVar("C", bound="Config")
+from typing_extensions import Self
 
 
 class ConfigError(ValueError):
@@ -26,7 +25,7 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
 
     @classmethod
-    def parse(cls: type[C], data: Mapping[str, Any]) -> C:
+    def parse(cls, data: Mapping[str, Any]) -> Self:
         """Validate ``data`` into this config, raising :class:`ConfigError` on the first problem."""
         if not isinstance(data, Mapping):
             raise ConfigError(f"{cls.__name__}: expected a mapping of keys to values, "
@@ -37,7 +36,7 @@ class Config(BaseModel):
             raise ConfigError(describe_validation_error(cls.__name__, err)) from None
 
     @classmethod
-    def from_yaml(cls: type[C], path: str | Path) -> C:
+    def from_yaml(cls, path: str | Path) -> Self:
         """Read and validate a YAML file."""
         path = Path(path)
         if not path.is_file():
@@ -49,7 +48,7 @@ class Config(BaseModel):
                               f"{str(err).splitlines()[0]}") from None
         return cls.parse(data)
 
-    def with_overrides(self: C, assignments: Iterable[str]) -> C:
+    def with_overrides(self, assignments: Iterable[str]) -> Self:
         """A validated copy with ``dotted.key=value`` assignments applied (values parsed as YAML)."""
         data = self.model_dump()
         for assignment in assignments:

@@ -14,11 +14,11 @@ import pandas as pd
 from pydantic import Field, field_validator
 
 from salbench.config import Config
+from salbench.explain.registry import get_method
 from salbench.report import Figure, Section, Table, figures
 from salbench.results import read_results
 from salbench.runtime import Job
 from salbench.studies.base import Stage, Study, register
-from salbench.explain.registry import get_method
 from salbench.studies.common import DataSpec, MethodSpec, MetricSpec, ModelSpec
 
 NAME = "quickstart"
@@ -54,7 +54,7 @@ class Part(Config):
     train: dict = Field(default_factory=dict)
     methods: list[MethodSpec]
     metrics: list[MetricSpec]
-    sanity_methods: list[str] = list(SANITY_METHODS)
+    sanity_methods: list[str] = Field(default_factory=lambda: list(SANITY_METHODS))
 
     @field_validator("methods")
     @classmethod
