@@ -81,7 +81,9 @@ PARAMS = {"integrated_gradients": {"n_steps": 16}, "gradient_shap": {"n_samples"
 
 
 def floors(model, x, y, size):
-    single = lambda: fwd_bwd(model, x, y)
+    def single():
+        return fwd_bwd(model, x, y)
+
     windows = ((size - 16) // 16 + 1) ** 2
     table = {
         "saliency": single, "input_x_gradient": single, "guided_backprop": single,

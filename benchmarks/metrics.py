@@ -37,7 +37,8 @@ warnings.filterwarnings("ignore")
 
 def cpu_seconds() -> float:
     """CPU time (user + system) of this process and its finished worker processes."""
-    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
@@ -131,7 +132,8 @@ def bench_perturbation(quick: bool) -> None:
     t_q, theirs = best_of(lambda: rp(model=model, x_batch=x.cpu().numpy(), y_batch=y.cpu().numpy(),
                                      a_batch=a.cpu().numpy(), **qcall), repeat=2)
     diff = np.abs((out.curves[:, :1] - out.curves[:, 1:]).cpu().numpy() - np.asarray(theirs)).max()
-    line("region_perturbation vs Quantus", t_ours, t_q, "quantus", f"max |diff| {diff:.1e}; target <= 1x")
+    line("region_perturbation vs Quantus", t_ours, t_q, "quantus",
+         f"max |diff| {diff:.1e}; target <= 1x")
 
     # thesis settings scaled down: log schedule, repeated flipping, last step gray, gray fill
     t_ours, out = best_of(lambda: pt.region_perturbation(
@@ -158,7 +160,8 @@ def bench_perturbation(quick: bool) -> None:
                                      y_batch=y.cpu().numpy(), a_batch=a1.cpu().numpy(), **qcall),
                           repeat=2)
     diff = np.abs(out.curves[:, 1:].cpu().numpy() - np.asarray(theirs)).max()
-    line("pixel_flipping vs Quantus", t_ours, t_q, "quantus", f"max |diff| {diff:.1e}; target <= 1x")
+    line("pixel_flipping vs Quantus", t_ours, t_q, "quantus",
+         f"max |diff| {diff:.1e}; target <= 1x")
 
     # AOPC, region 4 on 32 px (8x8 regions, like 28 px regions on 224 px)
     t_ours, out = best_of(lambda: pt.aopc(model, x * 2 - 1, y, a, region=4))

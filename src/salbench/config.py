@@ -49,7 +49,8 @@ class Config(BaseModel):
         return cls.parse(data)
 
     def with_overrides(self, assignments: Iterable[str]) -> Self:
-        """A validated copy with ``dotted.key=value`` assignments applied (values parsed as YAML)."""
+        """A validated copy with ``dotted.key=value`` assignments applied (values parsed as
+        YAML)."""
         data = self.model_dump()
         for assignment in assignments:
             key, value = parse_assignment(assignment)
@@ -74,7 +75,8 @@ def parse_assignment(assignment: str) -> tuple[str, Any]:
 
 
 def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    """Assign ``value`` at the dotted ``key`` of a nested dict; unknown keys are left to validation."""
+    """Assign ``value`` at the dotted ``key`` of a nested dict; unknown keys are left to
+    validation."""
     parts = key.split(".")
     node = data
     for depth, part in enumerate(parts[:-1]):

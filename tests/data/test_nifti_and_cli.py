@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from salbench.cli.data import app
 from salbench.data import load, mri_lesions
-from salbench.data.cli import app
 
 
 def ellipsoid_volume(seed, shape=(48, 56, 40)):

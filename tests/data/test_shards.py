@@ -34,8 +34,8 @@ def test_written_dataset_equals_generated_and_loads_lazily(tmp_path, spec):
 def test_dataloader_workers_give_the_same_batches(tmp_path, spec):
     root = write_dataset(spec, 30, tmp_path / "cells", shard_size=10)
     disk = load(root).split("train")
-    loaded = [b for b in DataLoader(disk, batch_size=8, num_workers=2)]
-    direct = [b for b in DataLoader(disk, batch_size=8, num_workers=0)]
+    loaded = list(DataLoader(disk, batch_size=8, num_workers=2))
+    direct = list(DataLoader(disk, batch_size=8, num_workers=0))
     for a, b in zip(loaded, direct):
         assert all(torch.equal(u, v) for u, v in zip(a, b))
     assert sum(len(b[0]) for b in loaded) == len(disk) == int((disk.meta.split == "train").sum())

@@ -90,7 +90,8 @@ CAPTUM_METHODS = ["saliency", "input_x_gradient", "guided_backprop", "deconvolut
 @pytest.mark.parametrize("name", CAPTUM_METHODS)
 def test_captum_backed_method_equals_direct_captum_call(setup, name):
     model, x, y = setup
-    params = {"occlusion": {"window": 8, "stride": 8}, "smoothgrad": {"nt_samples": 10}}.get(name, {})
+    params = {"occlusion": {"window": 8, "stride": 8},
+              "smoothgrad": {"nt_samples": 10}}.get(name, {})
     ours = explain(model, x, y, name, **params)
     torch.testing.assert_close(ours, _direct(name, model, x, y).detach(), rtol=1e-5, atol=1e-6)
 

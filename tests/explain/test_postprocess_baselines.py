@@ -48,7 +48,8 @@ def test_normalisations_and_clamp_by_hand():
 
 
 @settings(max_examples=50, deadline=None)
-@given(arrays(np.float32, (3, 2, 4, 4), elements=st.floats(-1e3, 1e3, width=32, allow_subnormal=False)))
+@given(arrays(np.float32, (3, 2, 4, 4),
+              elements=st.floats(-1e3, 1e3, width=32, allow_subnormal=False)))
 def test_max_abs_normalisation_range_and_sign(values):
     a = torch.from_numpy(values)
     out = normalise_max_abs(a)
@@ -84,7 +85,7 @@ def test_random_maps_are_seeded_and_uniform():
     a = explain(model, x, 0, "random", seed=3)
     assert torch.equal(a, explain(model, x, 0, "random", seed=3))
     assert not torch.equal(a, explain(model, x, 0, "random", seed=4))
-    assert 0 <= float(a.min()) and float(a.max()) < 1
+    assert float(a.min()) >= 0 and float(a.max()) < 1
 
 
 def test_random_model_is_a_reinitialised_copy_and_keeps_global_rng():

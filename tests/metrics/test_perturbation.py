@@ -164,7 +164,8 @@ def test_region_perturbation_agrees_with_quantus(order):
     g = torch.Generator().manual_seed(1)
     x, a = torch.rand(3, 3, 16, 16, generator=g), torch.randn(3, 3, 16, 16, generator=g)
     y = torch.tensor([2, 0, 1])
-    ours = pt.region_perturbation(model, x, y, a, patch=4, order=order, fill=0.25)
+    ours = pt.region_perturbation(model, x, y, a, patch=4, order=order, fill=0.25,
+                                  steps="linear:1")
     rp = quantus.RegionPerturbation(patch_size=4, order={"lrf": "lerf"}.get(order, order),
                                     regions_evaluation=10, perturb_baseline=0.25, abs=False,
                                     normalise=False, disable_warnings=True)
@@ -186,7 +187,10 @@ class SumModel(nn.Module):
 
 def test_aopc_hand_case():
     x = torch.tensor([[[[2.0, 1.0], [0.5, 0.0]]]])
-    sig = lambda v: 1 / (1 + math.exp(-v))
+
+    def sig(v):
+        return 1 / (1 + math.exp(-v))
+
     # most relevant first (a = x): remove 2, then 1, then 0.5, then 0 (replaced by 0)
     f = [sig(3.5), sig(1.5), sig(0.5), sig(0.0), sig(0.0)]
     expected = sum(f[0] - fk for fk in f[1:]) / 5  # 1/(L+1) Σ_{k=1}^{L}, L = 4

@@ -77,7 +77,10 @@ def test_default_noise_stays_in_the_ball_and_is_seeded():
         return x.clone()  # identity "explanation": distance = ‖δ‖_F
 
     x, y = torch.zeros(2, 1, 4, 4), torch.tensor([0, 0])
-    model = lambda t: torch.zeros(len(t), 2)
+
+    def model(t):
+        return torch.zeros(len(t), 2)
+
     out = rb.max_sensitivity(model, x, y, spy, n_samples=7, radius=0.3, seed=1)
     assert torch.cat(seen[1:]).abs().max() <= 0.3
     again = rb.max_sensitivity(model, x, y, spy, n_samples=7, radius=0.3, seed=1)

@@ -28,7 +28,8 @@ def test_vgg16_degrees_from_the_output_side(degree, slicing):
                               slicing=slicing)
     start = VGG16_STARTS[degree] + (1 if slicing == "public-code" and degree != "all" else 0)
     expected = {n for n, _ in model.named_parameters()
-                if n.startswith("classifier.") or (n.startswith("features.") and _index(n) >= start)}
+                if n.startswith("classifier.")
+                or (n.startswith("features.") and _index(n) >= start)}
     assert set(trainable_parameter_names(model)) == expected
 
 

@@ -14,7 +14,7 @@ def test_natural_corpus_is_balanced_deterministic_and_masked():
     a = natural_image_corpus(60, seed=3, size=32)
     b = natural_image_corpus(60, seed=3, size=32)
     assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
-    assert a.x.shape == (60, 3, 32, 32) and 0 <= a.x.min() and a.x.max() <= 1
+    assert a.x.shape == (60, 3, 32, 32) and a.x.min() >= 0 and a.x.max() <= 1
     assert torch.bincount(a.y).tolist() == [10] * len(NATURAL_CLASSES)
     area = a.masks.flatten(1).mean(1)
     assert (area > 0.01).all() and (area < 0.5).all()

@@ -14,7 +14,8 @@ def _loss_recall_literal(losses, recalls, patience):
     in a row without improvement. Returns the 1-based stop epoch or None."""
     streak = 0
     for t in range(len(losses)):
-        better = all(losses[t] < l for l in losses[:t]) or all(recalls[t] > r for r in recalls[:t])
+        better = (all(losses[t] < earlier for earlier in losses[:t])
+                  or all(recalls[t] > r for r in recalls[:t]))
         streak = 0 if better else streak + 1
         if streak >= patience:
             return t + 1
@@ -23,8 +24,8 @@ def _loss_recall_literal(losses, recalls, patience):
 
 def _run(stopper_losses, recalls, patience):
     stopper = LossRecallStopping(patience)
-    for t, (l, r) in enumerate(zip(stopper_losses, recalls), start=1):
-        if stopper.update(l, r):
+    for t, (loss, r) in enumerate(zip(stopper_losses, recalls), start=1):
+        if stopper.update(loss, r):
             return t
     return None
 
@@ -48,7 +49,7 @@ def test_loss_only_when_recall_is_none():
 @given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 6)), min_size=1, max_size=25),
        st.integers(1, 5))
 def test_loss_recall_matches_literal_definition(pairs, patience):
-    losses = [l / 6 for l, _ in pairs]
+    losses = [loss / 6 for loss, _ in pairs]
     recalls = [r / 6 for _, r in pairs]
     assert _run(losses, recalls, patience) == _loss_recall_literal(losses, recalls, patience)
 

@@ -1,4 +1,5 @@
-"""Surgery: make_explainable changes no output; CAM heads keep the convolutional features exactly."""
+"""Surgery: make_explainable changes no output; CAM heads keep the convolutional features
+exactly."""
 
 import pytest
 import torch
@@ -143,3 +144,26 @@ def test_captum_deeplift_is_complete_on_the_explainable_copy(arch):
         expected = model(x)[:, 1] - model(baseline)[:, 1]
     torch.testing.assert_close(attributions.sum(dim=(1, 2, 3)), expected, rtol=1e-6, atol=1e-8)
     assert delta.abs().max() < 1e-6
+
+
+def test_fold_normalisation_is_exact():
+    """The folded VGG on pixel-space x computes what the original computes on (x − mean) / std,
+    border pixels included (the padding becomes the mean), with the same conv/linear layers."""
+    from salbench.explain.lrp import linear_layers
+    from salbench.models.surgery import ConstantPad, fold_normalisation
+    from salbench.models.zoo import IMAGENET_MEAN, IMAGENET_STD
+
+    torch.manual_seed(0)
+    model = build("vgg16", 10, 3, 32, 0.125).eval()
+    x = torch.rand(2, 3, 32, 32)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        expected = model((x - mean) / std)
+        folded_model = fold_normalisation(model)
+        folded = folded_model(x)
+    torch.testing.assert_close(folded, expected, atol=1e-5, rtol=1e-5)
+    assert isinstance(folded_model.features[0][0], ConstantPad)
+    assert len(linear_layers(folded_model)) == 16
+    with pytest.raises(ValueError, match="features\\[0\\]"):
+        fold_normalisation(folded_model)

@@ -20,7 +20,6 @@ from salbench.models.training import (
     _validate,
     augment_batch,
     fit,
-    fit_branches,
     predict,
     preset,
 )
@@ -202,16 +201,6 @@ def test_frozen_blocks_and_their_batch_norm_statistics_stay_fixed():
     assert not torch.equal(model.fc.weight, before["fc.weight"])
 
 
-def test_branches_start_from_the_base_and_differ():
-    train, val = _split()
-    base = _tiny()
-    base_state = {k: v.clone() for k, v in base.state_dict().items()}
-    branches = fit_branches(base, train, val, TrainConfig(epochs=1, **ADAM), n_branches=2)
-    assert len(branches) == 2
-    assert all(torch.equal(v, base_state[k]) for k, v in base.state_dict().items())
-    assert not torch.equal(branches[0][0].fc.weight, branches[1][0].fc.weight)
-
-
 def test_dataset_items_with_masks_are_accepted():
     import pandas as pd
 
@@ -260,23 +249,3 @@ def test_presets_hold_the_documents_values():
     assert (vgg.lr, vgg.batch_size, vgg.early_stop_limit, vgg.refresh_fraction) == (
         1e-4, 16, 48, 0.3)
     assert preset("gad-support").lr == 4e-5 and preset("gad-support").epochs == 10
-
-
-def test_grid_over_seeds_and_learning_rates_then_select(tmp_path):
-    from salbench.models import accuracy_matched, load, select_top_k
-    from salbench.models.training import fit_grid
-
-    train, val = _split()
-    cfg = TrainConfig(epochs=1, **ADAM)
-    table, models = fit_grid(lambda seed: _tiny(seed=seed), train, val, val, cfg,
-                             seeds=[0, 1], learning_rates=[1e-3, 3e-3])
-    assert table[["seed", "lr"]].values.tolist() == [[0, 1e-3], [0, 3e-3], [1, 1e-3], [1, 3e-3]]
-    for i, row in table.iterrows():  # each row's score is its model's test accuracy
-        outputs, targets = predict(models[i], val, device="cpu")
-        assert row["accuracy"] == pytest.approx((outputs.argmax(1) == targets).double().mean())
-    assert len(select_top_k(table, 2)) == 2 and len(accuracy_matched(table, 3, 0.9)) == 3
-    saved, kept = fit_grid(lambda seed: _tiny(seed=seed), train, val, val, cfg, seeds=[0],
-                           learning_rates=[1e-3], out_dir=tmp_path)
-    assert kept == {}
-    _, meta = load(saved["checkpoint"][0])
-    assert meta["seed"] == 0 and saved["accuracy"][0] == pytest.approx(table["accuracy"][0])

@@ -60,7 +60,7 @@ def test_show_map_is_symmetric_around_zero_with_contours():
 
 
 def test_forest_plot_and_heatmap_carry_the_numbers():
-    scores = pd.DataFrame({"metric": ["p", "p"], "method": ["a", "b"], "mean": [0.8, 0.4],
+    scores = pd.DataFrame({"score": ["p", "p"], "method": ["a", "b"], "mean": [0.8, 0.4],
                            "ci_low": [0.7, 0.3], "ci_high": [0.9, 0.5], "rank": [1, 2],
                            "lower_is_better": [False, False]})
     fig = F.forest_plot(scores)

@@ -13,17 +13,16 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-import typer
 from typer.testing import CliRunner
 
+from salbench.cli import app
 from salbench.report import Figure, Section, Table, figures, render_report, save_gallery_item
-from salbench.report.cli import report as report_command
 from salbench.results import ResultStore, read_results
-from salbench.results.stats import explanation_rows, leaderboard
+from salbench.results.stats import leaderboard, ranked_rows
 
 N_BOOT = 200
 METHODS = {"saliency": 0.0, "integrated_gradients": 0.25, "guided_backprop": 0.1}
-METRICS = ("top_k_precision", "max_sensitivity", "aopc")
+METRICS = {"top_k_precision": "higher", "max_sensitivity": "lower", "aopc": "higher"}
 
 
 def write_store(run: Path) -> None:
@@ -31,20 +30,22 @@ def write_store(run: Path) -> None:
     store = ResultStore(run)
     for dataset in ("mri-lesions", "cells"):
         records = [{"dataset": dataset, "model_id": model, "method": method, "metric": metric,
-                    "sample_id": str(s), "value": rng.random() + shift,
-                    "meta": {"true": 1, "pred": int(rng.integers(2))}}
+                    "output": metric, "sample_id": str(s), "value": rng.random() + shift,
+                    "direction": direction, "meta": {"true": 1, "pred": int(rng.integers(2))}}
                    for model in ("vgg-a", "vgg-b") for s in range(10)
-                   for method, shift in METHODS.items() for metric in METRICS]
-        store.write_rows(f"demo-{dataset}", pd.DataFrame(records),
-                         defaults={"study": "demo", "run": "r0"})
-    store.write_rows("broken-0", [{"dataset": "cells", "model_id": "m", "method": "saliency",
-                                   "metric": "aopc", "sample_id": "0", "value": 0.5}],
-                     defaults={"study": "broken", "run": "r0"})
-    store.write_rows("demo-models", [  # model-level and curve rows stay out of the leaderboard
-        {"dataset": "cells", "model_id": "vgg-a", "method": "model", "metric": "accuracy",
-         "sample_id": "all", "value": 0.9},
-        {"dataset": "cells", "model_id": "vgg-a", "method": "saliency", "metric": "aopc/curve",
-         "sample_id": "point:000", "value": 0.3}], defaults={"study": "demo", "run": "r0"})
+                   for method, shift in METHODS.items() for metric, direction in METRICS.items()]
+        store.write(f"demo-{dataset}", pd.DataFrame(records), {"study": "demo", "run": "r0"})
+    store.write("broken-0", [{"dataset": "cells", "model_id": "m", "method": "saliency",
+                              "metric": "aopc", "output": "aopc", "sample_id": "0",
+                              "value": 0.5, "direction": "higher"}],
+                {"study": "broken", "run": "r0"})
+    store.write("demo-models", {  # set-level rows and curves stay out of the leaderboard
+        "summaries": [{"dataset": "cells", "model_id": "vgg-a", "method": "",
+                       "metric": "classification", "output": "accuracy", "value": 0.9,
+                       "direction": "higher", "n": 20}],
+        "curves": [{"dataset": "cells", "model_id": "vgg-a", "method": "saliency",
+                    "metric": "aopc", "curve": "score", "sample_id": "0", "point": 0, "x": 0.0,
+                    "value": 0.3}]}, {"study": "demo", "run": "r0"})
     store.record_failure("demo-never", "RuntimeError: out of memory")
     for s in range(2):
         image = rng.random((3, 32, 32))
@@ -75,7 +76,7 @@ def run_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def rendered(run_dir) -> Path:
-    return render_report(run_dir, [demo_section(run_dir)], n_boot=N_BOOT, strict=True)
+    return render_report(run_dir, [demo_section(run_dir)], n_boot=N_BOOT)
 
 
 def copy_of(run_dir: Path, tmp_path: Path) -> Path:
@@ -145,10 +146,11 @@ def test_report_is_self_contained(rendered):
 
 def test_leaderboard_numbers_match_the_statistics(rendered, run_dir):
     html = rendered.read_text()
-    board = leaderboard(explanation_rows(read_results(run_dir)), n_boot=N_BOOT)
+    board = leaderboard(ranked_rows(read_results(run_dir)), n_boot=N_BOOT)
     shown = pd.read_csv(rendered.parent / "tables" / "leaderboard-cells.csv", index_col=0)
-    assert sorted(shown.index) == sorted(METHODS)  # no "model" row
-    assert not any(c.startswith(("accuracy", "aopc/curve")) for c in shown.columns)
+    assert sorted(shown.index) == sorted(METHODS)  # no model row
+    assert not any(c.startswith(("accuracy", "classification")) for c in shown.columns)
+    assert next(c for c in shown.columns if c.startswith("max_sensitivity")).endswith("↓")
     for dataset in ("cells", "mri-lesions"):
         table = board.table(dataset)
         for method in METHODS:
@@ -163,21 +165,35 @@ def test_leaderboard_numbers_match_the_statistics(rendered, run_dir):
 
 
 def test_study_sections_come_from_the_registry(run_dir, tmp_path, monkeypatch):
+    """``report_sections`` asks every study with rows for its section; one that raises becomes
+    an error box (``strict``: the error propagates)."""
     from salbench.studies import base
 
     run_dir = copy_of(run_dir, tmp_path)
+
     def broken(run):
         raise RuntimeError("no figure today")
 
-    registry = {"demo": SimpleNamespace(report_section=demo_section),
-                "broken": SimpleNamespace(report_section=broken)}
+    registry = {"demo": SimpleNamespace(report_section=demo_section, findings=None),
+                "broken": SimpleNamespace(report_section=broken, findings=None)}
     monkeypatch.setattr(base, "all_studies", lambda: registry)
-    html = render_report(run_dir, n_boot=N_BOOT, gallery_limit=0).read_text()
+    sections, errors = base.report_sections(run_dir)
+    html = render_report(run_dir, sections, errors=errors, n_boot=N_BOOT,
+                         gallery_limit=0).read_text()
     headings = outline(html).headings
     assert "Demo study" in headings and "Study broken" in headings
     assert "RuntimeError: no figure today" in html
     with pytest.raises(RuntimeError, match="no figure today"):
-        render_report(run_dir, n_boot=N_BOOT, gallery_limit=0, strict=True)
+        base.report_sections(run_dir, strict=True)
+
+
+def test_unreadable_parts_are_shown_not_dropped_silently(run_dir, tmp_path):
+    run_dir = copy_of(run_dir, tmp_path)
+    part = ResultStore(run_dir).part_path("results", "demo-cells")
+    part.write_bytes(part.read_bytes()[:200])
+    html = render_report(run_dir, n_boot=N_BOOT, gallery_limit=0).read_text()
+    assert "Incomplete results" in html and "1 finished job(s)" in html
+    assert "Leaderboard: cells" in outline(html).headings  # the broken study's row remains
 
 
 def test_empty_run_and_bad_arguments(tmp_path):
@@ -193,9 +209,6 @@ def test_empty_run_and_bad_arguments(tmp_path):
 
 def test_cli_command_writes_the_report(run_dir, tmp_path):
     run_dir = copy_of(run_dir, tmp_path)
-    app = typer.Typer()
-    app.command("report")(report_command)
-    app.command("other")(lambda: None)  # two commands: typer keeps "report" as a subcommand
     runner = CliRunner()
     result = runner.invoke(app, ["report", str(run_dir), "--n-boot", "50", "--gallery-limit",
                                  "1"])
@@ -203,7 +216,9 @@ def test_cli_command_writes_the_report(run_dir, tmp_path):
     index = Path(result.output.strip())
     assert index == run_dir / "report" / "index.html"
     assert index.read_text().count("<details") >= 1
-    assert runner.invoke(app, ["report", str(tmp_path / "nope")]).exit_code != 0
+    missing = runner.invoke(app, ["report", str(tmp_path / "nope")])
+    assert missing.exit_code == 2 and "is not a run folder" in missing.output
+    assert len(missing.output.strip().splitlines()) == 1
 
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")

@@ -13,12 +13,13 @@ from scipy import stats as sps
 
 from salbench.results.stats import (
     bootstrap_ci,
-    explanation_rows,
     holm,
-    is_lower_better,
     leaderboard,
     metric_agreement,
+    ranked_rows,
 )
+
+LOWER = {"max_sensitivity"}
 
 
 def literal_bootstrap(values, n_boot, confidence, seed):
@@ -47,17 +48,21 @@ def literal_holm_reject(p, alpha):
     return reject
 
 
-def rec(method, metric, sample_id, value, dataset="d", model_id="m"):
+def rec(method, metric, sample_id, value, dataset="d", model_id="m", direction=None):
+    """A ``results`` row; its direction is what the registry says for these metrics."""
     return {"dataset": dataset, "model_id": model_id, "method": method, "metric": metric,
-            "sample_id": sample_id, "value": value}
+            "output": metric, "sample_id": sample_id, "value": value,
+            "direction": direction or ("lower" if metric in LOWER else "higher")}
 
 
 def rows(records):
+    """Results rows as the leaderboard reads them (:func:`ranked_rows`)."""
     frame = pd.DataFrame(records)
-    for col, default in (("study", "s"), ("run", "r"), ("params", "{}"), ("meta", "{}")):
+    for col, default in (("study", "s"), ("run", "r"), ("metric_params", "{}"),
+                         ("method_params", "{}"), ("meta", "{}")):
         if col not in frame:
             frame[col] = default
-    return frame
+    return ranked_rows(frame)
 
 
 # --- bootstrap -------------------------------------------------------------------------------
@@ -175,14 +180,15 @@ def test_ranks_and_directions_on_hand_case():
                for m, v in means.items() for s in range(2)
                for k, metric in enumerate(("top_k_precision", "max_sensitivity"))]
     board = leaderboard(rows(records), n_boot=20)
-    rank = board.scores.set_index(["metric", "method"])["rank"]
+    rank = board.scores.set_index(["score", "method"])["rank"]
     # higher-better: 0.9 > 0.5 = 0.5 -> 1, 2, 2 (ties share the best rank)
     assert [rank["top_k_precision", m] for m in "xyz"] == [1, 2, 2]
     # max_sensitivity is lower-better: 0.1 < 0.3 < 0.5 -> x 1, z 2, y 3
     assert [rank["max_sensitivity", m] for m in "xyz"] == [1, 3, 2]
-    flipped = leaderboard(rows(records), n_boot=20, lower_is_better={"max_sensitivity": False,
-                                                                     "top_k_precision": True})
-    rank = flipped.scores.set_index(["metric", "method"])["rank"]
+    # the direction is read from the rows: flip it there and the ranks flip
+    flipped = [{**r, "direction": "higher" if r["direction"] == "lower" else "lower"}
+               for r in records]
+    rank = leaderboard(rows(flipped), n_boot=20).scores.set_index(["score", "method"])["rank"]
     assert [rank["max_sensitivity", m] for m in "xyz"] == [3, 1, 2]
     assert [rank["top_k_precision", m] for m in "xyz"] == [3, 1, 1]
     table = board.table("d")
@@ -191,27 +197,32 @@ def test_ranks_and_directions_on_hand_case():
     assert table["mean rank"].tolist() == [1.0, 2.0, 2.5]
 
 
-def test_direction_rules():
-    assert is_lower_better("max_sensitivity") and is_lower_better("lrp_morf_auc")
-    assert is_lower_better("soft_five_band/fpr_avg") and is_lower_better("MoRF")
-    assert is_lower_better("model_randomisation/spearman/03-conv")
-    assert not is_lower_better("top_k_precision") and not is_lower_better("lrf_minus_morf")
-    assert not is_lower_better("soft_five_band/precision_avg")
-    assert is_lower_better("custom", {"custom"}) and not is_lower_better("fpr", {"fpr": False})
-
-
-def test_explanation_rows_drop_model_and_curve_rows():
-    frame = rows([rec("saliency", "iou", "3", 1.0), rec("model", "correct", "3", 1.0),
-                  rec("model", "accuracy", "all", 0.9),
-                  rec("saliency", "aopc/curve", "point:001", 0.2)])
-    kept = explanation_rows(frame)
-    assert kept[["method", "metric", "sample_id"]].values.tolist() == [["saliency", "iou", "3"]]
+def test_ranked_rows_take_directions_from_the_rows_and_name_the_params():
+    """No name is parsed: a metric called like a lower-is-better one ranks upward when its row
+    says higher, rows with direction ``none`` do not rank, and non-default parameters name the
+    score (region perturbation's LRF AUC is higher-better, its MoRF AUC lower-better)."""
+    records = [rec("a", "max_sensitivity", "0", 1.0, direction="higher"),
+               rec("a", "haas", "0", 1.0, direction="none"),
+               {**rec("a", "region_perturbation", "0", 0.2, direction="lower"), "output": "auc",
+                "metric_params": '{"order": "morf"}'},
+               {**rec("a", "region_perturbation", "0", 0.7, direction="higher"), "output": "auc",
+                "metric_params": '{"order": "lrf"}'}]
+    ranked = rows(records).set_index("score")
+    assert set(ranked.index) == {"max_sensitivity", "region_perturbation.auc",
+                                 "region_perturbation.auc [order=lrf]"}
+    assert ranked.loc["max_sensitivity", "direction"] == "higher"
+    assert ranked.loc["region_perturbation.auc [order=lrf]", "direction"] == "higher"
+    assert ranked.loc["region_perturbation.auc", "direction"] == "lower"
+    clash = [rec("a", "iou", "0", 1.0), rec("b", "iou", "0", 1.0, direction="lower")]
+    with pytest.raises(ValueError, match="both directions"):
+        rows(clash)
 
 
 def test_scores_pool_units_and_use_per_group_seeds():
     frame = paired_frame()
     # the same method scored with two params on every unit: averaged per unit, n counts units
-    dup = frame[frame.method == "c"].assign(value=lambda f: f.value + 1.0, params='{"p": 2}')
+    dup = frame[frame.method == "c"].assign(value=lambda f: f.value + 1.0,
+                                            method_params='{"p": 2}')
     board = leaderboard(pd.concat([frame, dup]), n_boot=100, seed=7)
     c = board.scores.set_index("method").loc["c"]
     unit = frame[frame.method == "c"].sort_values("sample_id").value.to_numpy() + 0.5
@@ -222,10 +233,10 @@ def test_scores_pool_units_and_use_per_group_seeds():
               .to_numpy())
     want = bootstrap_ci(values, n_boot=100, rng=np.random.default_rng([7, zlib.crc32(key)]))
     assert (c["mean"], c["ci_low"], c["ci_high"]) == pytest.approx(want)
-    # entry=("method", "params") ranks each setting on its own
-    split = leaderboard(pd.concat([frame, dup]), n_boot=20, entry=("method", "params"))
+    # entry=("method", "method_params") ranks each setting on its own
+    split = leaderboard(pd.concat([frame, dup]), n_boot=20, entry=("method", "method_params"))
     c_rows = split.scores[split.scores.method == "c"]
-    assert sorted(c_rows.params) == ["{\"p\": 2}", "{}"] and (c_rows.n == 18).all()
+    assert sorted(c_rows.method_params) == ["{\"p\": 2}", "{}"] and (c_rows.n == 18).all()
     assert c_rows["mean"].max() - c_rows["mean"].min() == pytest.approx(1.0)
     # adding a method leaves the others' intervals unchanged
     extra = frame[frame.method == "a"].assign(method="new", value=lambda f: f.value * 2)
@@ -280,7 +291,7 @@ def test_metric_agreement_against_scipy_on_unit_means():
                 ]
     frame = rows(records)
     rho = metric_agreement(frame)
-    means = frame.groupby(["model_id", "method", "metric"]).value.mean().unstack()
+    means = frame.groupby(["model_id", "method", "score"]).value.mean().unstack()
     assert rho.loc["top_k_precision", "iou"] == pytest.approx(
         sps.spearmanr(means["top_k_precision"], means["iou"]).statistic)
     # oriented: lower-better max_sensitivity is negated before correlating

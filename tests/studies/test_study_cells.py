@@ -1,21 +1,180 @@
-"""The cells study (document 001): a shrunken tiny run end to end, checked against the definitions."""
+"""The cells study (document 001): its analysis on hand-made frames, and a shrunken tiny run end to
+end, checked against the definitions."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from contract import assert_rankable
 from torch import nn
 
+from salbench.config import ConfigError
 from salbench.explain import explain
-from salbench.metrics import soft_five_band
+from salbench.metrics import STANDARD, soft_five_band
+from salbench.models import spec_of
 from salbench.results import read_results
 from salbench.runtime import set_quiet
 from salbench.studies import cells
 from salbench.studies.base import run_study
-from salbench.studies.common import load_dataset, load_model, select_samples
+from salbench.studies.cells import analysis, grid
+from salbench.studies.cells.report import read_scores
+from salbench.studies.jobs import load_dataset, load_model, select_samples
+
+# ---------------------------------------------------------------- analysis on hand-made frames
+
+FIVE_BAND = "soft_five_band"
+
+
+def score_rows(values: dict, *, architecture="alexnet", branch=0, added=0, method="saliency",
+               schedule="standard", true=(), predicted=()) -> list[dict]:
+    """``results`` rows of one model and method: ``values[output]`` lists one value per sample."""
+    rows = []
+    for output, per_sample in values.items():
+        for i, value in enumerate(per_sample):
+            rows.append({"study": "cells", "model_id": f"{architecture}+{added}-b{branch}",
+                         "method": method, "metric": FIVE_BAND, "output": output,
+                         "sample_id": str(i), "value": value, "architecture": architecture,
+                         "branch": branch, "added_conv_layers": added, "mode": "regular",
+                         "schedule": schedule, "true": true[i] if true else 0,
+                         "predicted": predicted[i] if predicted else 0})
+    return rows
+
+
+def curve_rows(curves: dict, *, architecture="alexnet", branch=0, added=0, method="saliency",
+               schedule="standard") -> list[dict]:
+    """``curves`` rows: ``curves[name]`` is a [samples, thresholds] list of lists."""
+    rows = []
+    for name, per_sample in curves.items():
+        for i, values in enumerate(per_sample):
+            rows += [{"study": "cells", "model_id": f"{architecture}-b{branch}",
+                      "method": method, "metric": FIVE_BAND, "curve": name, "sample_id": str(i),
+                      "point": m, "x": float(m), "label": f"t{m}", "value": v,
+                      "architecture": architecture, "branch": branch,
+                      "added_conv_layers": added, "schedule": schedule}
+                     for m, v in enumerate(values)]
+    return rows
+
+
+def accuracy_rows(architecture, base, branches, added=0) -> list[dict]:
+    rows = [{"model_id": f"{architecture}-base", "metric": "classification", "output": "accuracy",
+             "value": base, "architecture": architecture, "mode": "continuous",
+             "added_conv_layers": added, "branch": np.nan}]
+    rows += [{"model_id": f"{architecture}-b{b}", "metric": "classification",
+              "output": "accuracy", "value": v, "architecture": architecture, "mode": "regular",
+              "added_conv_layers": added, "branch": b} for b, v in enumerate(branches)]
+    rows.append({**rows[-1], "output": "balanced_accuracy", "value": 0.0})
+    return rows
+
+
+def test_branch_accuracy_is_the_mean_and_population_sd_over_branches_only():
+    summaries = pd.DataFrame(accuracy_rows("resnet", 0.9, [0.8, 0.6])
+                             + accuracy_rows("alexnet", 0.5, [0.3, 0.3, 0.6])
+                             + accuracy_rows("alexnet", 0.1, [0.1], added=2))
+    out = analysis.branch_accuracy(summaries).set_index("architecture")
+    assert list(out.index) == ["resnet", "alexnet"]
+    assert out.loc["resnet", "base_accuracy"] == pytest.approx(0.9)
+    assert out.loc["resnet", "mean_accuracy"] == pytest.approx(0.7)
+    assert out.loc["resnet", "sd"] == pytest.approx(0.1)  # ddof 0: sqrt(((0.1)² + (0.1)²) / 2)
+    assert out.loc["alexnet", "mean_accuracy"] == pytest.approx(0.4)  # no base, no variant
+    assert out.loc["alexnet", "n"] == 3
+
+
+def test_training_table_attaches_each_accuracy_to_its_architecture():
+    settings = pd.DataFrame({"architecture": ["resnet", "alexnet", "vgg"],
+                             "model": ["ResNet-34", "AlexNet", "VGG-16"], "H=W": [512, 224, 224]})
+    accuracy = pd.DataFrame({"architecture": ["alexnet", "resnet"], "base_accuracy": [0.5, 0.9],
+                             "mean_accuracy": [0.4, 0.7], "sd": [0.1, 0.0], "n": [3, 2]})
+    table = analysis.training_table(settings, accuracy).set_index("model")
+    assert table.loc["ResNet-34", "<Acc.>"] == 0.7 and table.loc["AlexNet", "<Acc.>"] == 0.4
+    assert table.loc["AlexNet", "base acc."] == 0.5 and table.loc["ResNet-34", "H=W"] == 512
+    assert table.loc["VGG-16", "branches"] == 0 and np.isnan(table.loc["VGG-16", "<Acc.>"])
+
+
+def test_pr_points_are_sample_means_and_sds_of_the_chosen_schedule_and_stat():
+    rows = (score_rows({"recall_avg": [0.1, 0.3], "precision_avg": [0.8, 0.6],
+                        "recall_best": [0.5, 0.5], "precision_best": [0.9, 0.9]})
+            + score_rows({"recall_avg": [0.9, 0.9], "precision_avg": [0.9, 0.9]},
+                         schedule="clamped")
+            + score_rows({"recall_avg": [0.7, 0.7], "precision_avg": [0.7, 0.7]}, added=3)
+            + score_rows({"recall_avg": [0.2, 0.2], "precision_avg": [0.4, 0.4]}, branch=1))
+    points = analysis.pr_points(pd.DataFrame(rows), "standard", "avg")
+    assert len(points) == 2  # two branches; clamped and the variant left out
+    first = points[points.branch == 0].iloc[0]
+    assert pytest.approx(0.2) == first.R and pytest.approx(0.7) == first.P
+    assert first.R_sd == pytest.approx(np.std([0.1, 0.3], ddof=1))
+    assert first.n == 2
+    best = analysis.pr_points(pd.DataFrame(rows), "standard", "best").iloc[0]
+    assert (pytest.approx(0.5), pytest.approx(0.9)) == (best.R, best.P)
+    clamped = analysis.pr_points(pd.DataFrame(rows), "clamped", "avg")
+    assert clamped.R.tolist() == [pytest.approx(0.9)]
+
+
+def test_branch_means_average_over_branches():
+    points = pd.DataFrame({"architecture": ["a", "a", "a"], "model_id": ["a-b0", "a-b1", "a-b0"],
+                           "method": ["saliency", "saliency", "deeplift"],
+                           "R": [0.2, 0.4, 0.9], "P": [0.6, 0.8, 0.1]})
+    means = analysis.branch_means(points).set_index("method")
+    assert means.loc["saliency", "R"] == pytest.approx(0.3)
+    assert means.loc["saliency", "P"] == pytest.approx(0.7)
+    assert means.loc["saliency", "branches"] == 2 and means.loc["deeplift", "branches"] == 1
+
+
+def test_roc_points_average_each_threshold_over_samples():
+    fpr = [[0.1, 0.2, 0.3], [0.3, 0.4, 0.5]]
+    recall = [[0.0, 0.5, 1.0], [0.2, 0.7, 0.8]]
+    rows = (curve_rows({"fpr": fpr, "recall": recall, "precision": [[9, 9, 9], [9, 9, 9]]})
+            + curve_rows({"fpr": [[1, 1, 1]], "recall": [[1, 1, 1]]}, schedule="clamped")
+            + curve_rows({"fpr": [[1, 1, 1]], "recall": [[1, 1, 1]]}, added=1))
+    roc = analysis.roc_points(pd.DataFrame(rows))
+    assert roc.m.tolist() == [0, 1, 2] and roc.label.tolist() == ["t0", "t1", "t2"]
+    assert np.allclose(roc.FPR, [0.2, 0.3, 0.4])
+    assert np.allclose(roc.R, [0.1, 0.6, 0.9])
+    assert roc.n.tolist() == [2, 2, 2]
+
+
+def test_per_sample_table_places_samples_in_their_shards_with_class_names():
+    rows = score_rows({o: [0.1 * k, 0.2 * k] for k, o in enumerate(analysis.SCORES, 1)},
+                      true=(3, 0), predicted=(1, 0))
+    rows = [{**r, "sample_id": {"0": "17", "1": "4"}[r["sample_id"]]} for r in rows]
+    table = analysis.per_sample_table(pd.DataFrame(rows), shard_size=5,
+                                      classes=["c0", "c1", "c2", "c3"])
+    assert table.sample_id.tolist() == ["4", "17"]  # sorted by shard and position
+    assert table.shard.tolist() == [0, 3] and table.position.tolist() == [4, 2]
+    assert table.true.tolist() == ["c0", "c3"] and table.predicted.tolist() == ["c0", "c1"]
+    assert table.loc[1, "accuracy_avg"] == pytest.approx(0.1)
+    assert table.loc[1, "fpr_avg"] == pytest.approx(0.7)
+
+
+def test_per_class_points_group_by_the_predicted_class():
+    rows = (score_rows({"recall_avg": [0.1, 0.3, 0.8], "precision_avg": [0.5, 0.7, 0.2]},
+                       added=2, true=(0, 0, 1), predicted=(0, 1, 1))
+            + score_rows({"recall_avg": [0.9], "precision_avg": [0.9]}, added=0))
+    points = analysis.per_class_points(pd.DataFrame(rows))
+    assert points.added_conv_layers.tolist() == [2, 2]
+    by_class = points.set_index("predicted")
+    assert by_class.loc[0, "R_avg"] == pytest.approx(0.1)
+    assert by_class.loc[1, "R_avg"] == pytest.approx(0.55)
+    assert by_class.loc[1, "P_avg"] == pytest.approx(0.45)
+    assert by_class.loc[1, "n"] == 2
+    means = analysis.class_means(points)
+    assert means.R_avg.tolist() == [pytest.approx(0.325)] and means.classes.tolist() == [2]
+
+
+def test_channel_panels_sum_normalise_and_stratify():
+    a = np.zeros((3, 2, 2), np.float32)
+    a[0, 0, 0], a[1, 0, 0] = 1.0, 1.0  # h = 2 -> 1 after /max|h|: band 2
+    a[2, 0, 1] = 0.8  # 0.4 after normalising: band 1 at t0 (0.3 < h <= 0.5)
+    a[2, 1, 0] = -2.0  # -1: band -2
+    panels = analysis.channel_panels(a)
+    assert len(panels) == 6 and np.array_equal(panels[1], a[1])
+    assert np.allclose(panels[3], [[1.0, 0.4], [-1.0, 0.0]])
+    assert np.allclose(panels[4], [[1.0, 0.5], [-1.0, 0.0]])  # t0 = [-0.5, -0.3, 0.3, 0.5]
+    assert np.allclose(panels[5], [[1.0, 1.0], [-1.0, 0.0]])  # t55: 0.4 > t2 = 0.225
+
+
+# ---------------------------------------------------------------- a shrunken run end to end
 
 SHRUNK = [
     "n=120", "shard_size=2", "branches=2", "n_samples=6", "gallery=2",
@@ -24,8 +183,6 @@ SHRUNK = [
     "alexnet_added_layers=[1]", "variant_width=0.125", "variant_size=32",
     "variant_continuous={epochs: 1}", "variant_regular={epochs: 1, early_stop_limit: 4}",
 ]
-SUBMETRICS = ["accuracy_avg", "accuracy_best", "precision_avg", "precision_best", "recall_avg",
-              "recall_best", "fpr_avg"]
 
 
 @pytest.fixture(scope="module")
@@ -35,52 +192,49 @@ def run(tmp_path_factory):
     config = cells.STUDY.config("tiny", SHRUNK)
     summaries = run_study(cells.STUDY, config, run_dir, device="cpu")
     assert all(not s.failed for s in summaries.values()), summaries
-    results = read_results(run_dir)
-    return run_dir, config, results[results.study == "cells"]
+    return run_dir, config, read_scores(run_dir)
 
 
-def test_rows_for_every_model_method_metric_sample(run):
+def test_rows_for_every_model_method_schedule_output_sample(run):
     _, config, results = run
-    scored = results[(results.method != "model") & ~results.sample_id.str.startswith("point:")]
     models = {f"alexnet-b{b}" for b in range(config.branches)} | {"alexnet+1"}
-    assert set(scored.model_id) == models
+    assert set(results.model_id) == models
     methods = {m.key for m in config.methods}
     assert len(methods) == 8
-    for model_id in models:
-        part = scored[scored.model_id == model_id]
-        assert set(part.method) == methods
-        for label in ("five_band", "five_band_clamped"):
-            for sub in SUBMETRICS:
-                rows = part[part.metric == f"{label}/{sub}"]
-                assert len(rows) == len(methods) * config.n_samples, (model_id, label, sub)
-    values = scored.value.to_numpy()
+    counts = results.groupby(["model_id", "method", "schedule", "output"]).size()
+    assert len(counts) == len(models) * len(methods) * 2 * len(analysis.SCORES)
+    assert (counts == config.n_samples).all()
+    variant = results[results.model_id == "alexnet+1"]
+    assert set(variant.added_conv_layers) == {1} and set(variant.branch) == {0}
+    table1 = results[results.model_id != "alexnet+1"]
+    assert set(table1.added_conv_layers) == {0} and set(table1.architecture) == {"alexnet"}
+    assert set(results.direction[results.output == "fpr_avg"]) == {"lower"}
+    assert set(results.direction[results.output != "fpr_avg"]) == {"higher"}
+    values = results.value.to_numpy()
     assert np.isfinite(values).all() and (values >= 0).all() and (values <= 1).all()
 
 
 def test_best_is_at_least_average(run):
     _, _, results = run
-    scored = results[results.metric.str.contains("_avg|_best")
-                     & ~results.metric.str.contains("fpr")]
-    scored = scored.assign(stat=scored.metric.str.rsplit("_", n=1).str[1],
-                           base=scored.metric.str.rsplit("_", n=1).str[0])
-    wide = scored.pivot_table(index=["model_id", "method", "sample_id", "base"],
-                              columns="stat", values="value")
-    assert (wide["best"] >= wide["avg"] - 1e-12).all()
+    wide = results.pivot_table(index=["model_id", "method", "schedule", "sample_id"],
+                               columns="output", values="value")
+    for score in ("accuracy", "precision", "recall"):
+        assert (wide[f"{score}_best"] >= wide[f"{score}_avg"] - 1e-12).all()
 
 
 def test_scores_are_those_of_the_predicted_class(run):
     """Document 001, 3.3: heatmaps of the predicted class. Recompute one method's scores."""
     run_dir, config, results = run
-    spec = cells.data_spec(config, 32)
-    samples = select_samples(run_dir, load_dataset(run_dir, spec), config.n_samples)
+    samples = select_samples(run_dir, load_dataset(run_dir, grid.data_spec(config, 32)),
+                             config.n_samples)
     model = load_model(run_dir, "alexnet-b0", "cpu")
     with torch.no_grad():
         predicted = model(samples.x).argmax(1)
     rows = results[(results.model_id == "alexnet-b0") & (results.method == "input_x_gradient")
-                   & (results.metric == "five_band/recall_best")].set_index("sample_id")
+                   & (results.schedule == "standard")
+                   & (results.output == "recall_best")].set_index("sample_id")
     ids = samples.meta.sample_id.astype(str).tolist()
-    stored_pred = [json.loads(rows.loc[i, "meta"])["predicted"] for i in ids]
-    assert stored_pred == predicted.tolist()
+    assert rows.loc[ids, "predicted"].tolist() == predicted.tolist()
     a = explain(model, samples.x, predicted, "input_x_gradient")
     expected = soft_five_band(a, samples.masks).recall_best
     assert np.allclose(rows.loc[ids, "value"].to_numpy(), expected.numpy(), atol=1e-6)
@@ -97,46 +251,68 @@ def test_branches_start_from_the_base_and_differ(run):
     assert not torch.equal(b0[key], base[key])
 
 
+def test_variant_has_its_added_layer_and_factors(run):
+    run_dir, _, _ = run
+    variant = load_model(run_dir, "alexnet+1", "cpu")
+    plain = load_model(run_dir, "alexnet-b0", "cpu")
+    assert spec_of(variant).added_conv_layers == 1
+
+    def convs(model):
+        return sum(isinstance(m, nn.Conv2d) for m in model.modules())
+
+    assert convs(variant) == convs(plain) + 1
+    summaries = read_results(run_dir, "summaries")
+    accuracy = summaries[summaries.output == "accuracy"].set_index("model_id")
+    assert accuracy.loc["alexnet+1-base", "mode"] == "continuous"
+    assert accuracy.loc["alexnet+1", "added_conv_layers"] == 1
+    assert accuracy.loc["alexnet-b1", "branch"] == 1
+    assert accuracy.loc["alexnet-base", "added_conv_layers"] == 0
+
+
 def test_report_section(run):
-    run_dir, config, results = run
+    run_dir, config, _ = run
     section = cells.report_section(run_dir)
     names = {f.name for f in section.figures}
     assert {"cells-fig3A", "cells-fig3B", "cells-fig3C", "cells-fig4",
             "cells-channels-alexnet", "cells-alexnet-added"} <= names
     tables = {t.name: t.data for t in section.tables}
     table1 = tables["cells-table1"]
-    accuracy = results[(results.method == "model") & (results.metric == "accuracy")
-                       & results.model_id.str.match(r"alexnet-b\d")].value
+    summaries = read_results(run_dir, "summaries")
+    accuracy = summaries[(summaries.output == "accuracy")
+                         & summaries.model_id.isin(["alexnet-b0", "alexnet-b1"])].value
     assert table1.loc["AlexNet", "<Acc.>"] == pytest.approx(accuracy.mean())
     assert table1.loc["AlexNet", "branches"] == config.branches
     per_sample = tables["cells-per-sample"]
     assert {"shard", "position", "true", "predicted"} <= set(per_sample.columns)
-    dataset = load_dataset(run_dir, cells.data_spec(config, 32))
+    dataset = load_dataset(run_dir, grid.data_spec(config, 32))
     shard_of = dict(zip(dataset.meta.sample_id.astype(str), dataset.meta.shard))
     assert all(shard_of[s] == sh for s, sh in zip(per_sample.sample_id, per_sample["shard"]))
-    roc = cells.roc_points(results, config)
-    assert len(roc) == 2 * 8 * 56  # branches × methods × standard thresholds (m = 0 … 55)
-    assert (run_dir / "report" / "tables" / "cells-per-sample-full.csv").is_file()
-
-
-def test_alexnet_with_added_layers():
-    base = cells.alexnet_with_added_layers(0, 10, 64, 0.125)
-    model = cells.alexnet_with_added_layers(3, 10, 64, 0.125)
-    convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
-    assert len(convs) == len([m for m in base.features if isinstance(m, nn.Conv2d)]) + 3
-    assert isinstance(model.features[-1], (nn.MaxPool2d, nn.Identity))
-    assert model(torch.zeros(2, 3, 64, 64)).shape == (2, 10)
-    with pytest.raises(ValueError, match="added"):
-        cells.alexnet_with_added_layers(-1, 10, 64)
+    curves = read_results(run_dir, "curves")
+    roc = analysis.roc_points(curves)
+    assert len(roc) == config.branches * 8 * len(STANDARD.t1)  # m = 0 … 55
+    assert set(roc.n) == {config.n_samples}
+    full = pd.read_csv(run_dir / "report" / "cells-per-sample-full.csv")
+    assert len(full) == (config.branches + 1) * 8 * 2 * config.n_samples
 
 
 def test_config_errors():
-    from salbench.config import ConfigError
-
     with pytest.raises(ConfigError, match="branches"):
         cells.STUDY.config("tiny", ["branches=0"])
     with pytest.raises(ConfigError, match="arch"):
         cells.STUDY.config("tiny", ["models={x: {arch: lenet}}"])
+    with pytest.raises(ConfigError, match="alexnet_added_layers"):
+        cells.STUDY.config("tiny", ["alexnet_added_layers=[0]"])
+    with pytest.raises(ConfigError, match="epoch"):
+        cells.STUDY.config("tiny", ["variant_regular={epoch: 2}"])
+
+
+def test_job_configs_hold_only_their_inputs():
+    """A changed gallery size reruns no training or scoring job."""
+    config = cells.STUDY.config("tiny")
+    other = cells.STUDY.config("tiny", ["gallery=3"])
+    keys = {s.name: {j.key for j in s.jobs} for s in cells.STUDY.stages(config)}
+    changed = {s.name: {j.key for j in s.jobs} for s in cells.STUDY.stages(other)}
+    assert [n for n in keys if keys[n] != changed[n]] == ["gallery"]
 
 
 @pytest.mark.slow
@@ -147,3 +323,8 @@ def test_tiny_preset(tmp_path):
     assert all(not s.failed for s in summaries.values())
     section = cells.report_section(tmp_path)
     assert len(section.figures) >= 4 + len(config.models)
+
+
+def test_every_row_carries_the_registry_direction(run):
+    """Issue 11: every row the study writes ranks correctly with no name parsing."""
+    assert_rankable(run[0] if isinstance(run, tuple) else run)

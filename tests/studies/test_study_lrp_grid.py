@@ -1,22 +1,26 @@
-"""The lrp-grid study (document 002): a shrunken run end to end plus its building blocks."""
+"""The lrp-grid study (document 002): a shrunken run end to end, its building blocks, the job
+keys, and the analysis on hand-made frames."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from contract import assert_rankable
 from torch import nn
 
 from salbench.config import ConfigError
 from salbench.explain.lrp import linear_layers
-from salbench.metrics import region_perturbation
+from salbench.metrics import region_perturbation, score
 from salbench.models import build, make_explainable
+from salbench.models.surgery import ConstantPad, fold_normalisation
 from salbench.results import read_results
-from salbench.runtime import set_quiet
+from salbench.runtime import JobContext, set_quiet
 from salbench.studies import lrp_grid
 from salbench.studies.base import run_study
+from salbench.studies.lrp_grid import analysis, grid
+from salbench.studies.lrp_grid.config import PAPER_GRID
 
 SHRUNK = [
     "data={kind: cells, n: 120, size: 32, params: {shard_size: 2}}",
@@ -32,58 +36,91 @@ def run(tmp_path_factory):
     config = lrp_grid.STUDY.config("tiny", SHRUNK)
     summaries = run_study(lrp_grid.STUDY, config, run_dir, device="cpu")
     assert all(not s.failed for s in summaries.values()), summaries
-    results = read_results(run_dir)
-    return run_dir, config, results[results.study == "lrp-grid"]
+    tables = {t: read_results(run_dir, t) for t in ("results", "curves", "summaries")}
+    return run_dir, config, {t: f[f.study == "lrp-grid"] for t, f in tables.items()}
 
 
-def pd_params(frame):
-    import pandas as pd
-
-    params = pd.DataFrame([json.loads(p) for p in frame.params], index=frame.index)
-    return pd.concat([frame, params], axis=1)
-
+# ---------------------------------------------------------------- the shrunken run
 
 def test_rows_for_every_grid_point_and_sort(run):
-    _, config, results = run
-    rows = pd_params(results[results.metric.str.startswith("auc_")])
-    points = rows.groupby(["composite", "stabiliser", "first", "second"]).size()
+    _, config, tables = run
+    results = tables["results"]
+    auc = results[(results.metric == "region_perturbation") & (results.output == "auc")]
+    points = auc.groupby(["composite", "stabiliser", "first", "second"]).size()
     assert len(points) == len(config.composites) * len(config.stabilisers) * len(config.grid) ** 2
     assert (points == len(config.sorts) * config.n_samples).all()
+    assert np.isfinite(auc.value).all()
+    # Directions come from the registry, per order: MoRF lower, LRF higher, random none.
+    assert auc.groupby("order").direction.unique().map(list).to_dict() == {
+        "morf": ["lower"], "lrf": ["higher"], "random": ["none"]}
     finite = results[results.metric == "finite"]
-    assert len(finite) == len(points) * config.n_samples
-    assert np.isfinite(rows.value).all()
+    assert len(finite) == len(points) * config.n_samples and (finite.value == 1).all()
+    conservation = results[results.metric == "conservation"]
+    assert set(conservation.output) == {"conservation_error", "relevance_min", "relevance_max"}
+    # Every curve point of every sample, no "point:k" ids.
+    curves = tables["curves"]
+    perturbation = curves[curves.metric == "region_perturbation"]
+    steps = perturbation.groupby(["composite", "first", "second", "order", "sample_id"]).size()
+    assert len(steps) == len(auc) and (steps == 5).all()  # 32 px: 4×4 patches, 4 square steps
+    assert not results.sample_id.str.startswith("point:").any()
 
 
 def test_random_order_auc_does_not_depend_on_the_map(run):
     """Section 4.1: 'we expect experiments with PF_random to result in constant contour plots'.
     The random order ignores the map, so each image's random AUC is the same at every point."""
-    _, _, results = run
-    rows = results[results.metric == "auc_random"]
+    results = run[2]["results"]
+    rows = results[(results.metric == "region_perturbation") & (results.order == "random")]
     spread = rows.groupby("sample_id").value.agg(lambda v: v.max() - v.min())
     assert (spread < 1e-5).all()
     # ... while the maps themselves do change over the grid.
-    top = results[results.metric == "relevance_max"].groupby("sample_id").value
+    top = results[results.output == "relevance_max"].groupby("sample_id").value
     assert (top.agg(lambda v: v.max() - v.min()) > 0).all()
 
 
 def test_stored_auc_matches_a_direct_computation(run):
-    run_dir, config, results = run
-    from salbench.runtime import JobContext
+    run_dir, config, tables = run
+    ex = grid.samples_and_model(grid.job_inputs(config), JobContext(run_dir, "cpu", 0, "k"))
+    method = grid.grid_method("tutorial", "zennit", 1.0, 0.0, (0.0, 1.0))
+    a = grid.lrp_maps(ex.model, ex.x, ex.y, method)
+    expected = region_perturbation(ex.model, ex.x, ex.y, a, patch=8, order="morf",
+                                   fill="inpaint-telea", steps="square", repeated=True,
+                                   last_step_gray=True).scores
+    results = tables["results"]
+    rows = results[(results.metric == "region_perturbation") & (results.order == "morf")
+                   & (results.composite == "tutorial") & (results["first"] == 1.0)
+                   & (results["second"] == 0.0)].set_index("sample_id")
+    assert np.allclose(rows.loc[ex.sample_ids, "value"].to_numpy(), expected.numpy(), atol=1e-4)
 
-    job = {"study_config": json.loads(json.dumps(
-        {**config.model_dump(mode="json"),
-         "data": config.data.model_copy(update={"seed": config.seed}).model_dump()})),
-        "seed": config.seed}
-    x, y, ids, model = lrp_grid.samples_and_model(job, JobContext(run_dir, "cpu", 0, "k"))
-    spec = lrp_grid.composite_spec("tutorial", 1.0, 0.0, "zennit")
-    a, finite = lrp_grid.lrp_maps(model, x, y, spec)
-    assert finite.all()
-    expected = region_perturbation(model, x, y, a, patch=8, order="morf", fill="inpaint-telea",
-                                   steps="square", repeated=True, last_step_gray=True).scores
-    rows = pd_params(results[results.metric == "auc_morf"])
-    rows = rows[(rows.composite == "tutorial") & (rows["first"] == 1.0)
-                & (rows["second"] == 0.0)].set_index("sample_id")
-    assert np.allclose(rows.loc[ids, "value"].to_numpy(), expected.numpy(), atol=1e-4)
+
+def test_layer_relevance_curves_start_at_one(run):
+    """Figure 3.2: Σ R / f_y(x) is 1 at the output and finite through the layers; one curve per
+    image at the default and the optimal points, labelled by layer."""
+    _, config, tables = run
+    curves = tables["curves"]
+    rows = curves[curves.metric == "layer_conservation"]
+    assert set(rows.setting) == {"default", "best MoRF", "best LRF"}
+    assert np.allclose(rows[rows.point == 0].value, 1.0)
+    assert np.isfinite(rows.value).all()
+    labels = rows.groupby("point").label.unique()
+    assert list(labels.iloc[0]) == ["output"] and list(labels.iloc[-1]) == ["input"]
+    assert len(labels) == 16 + 2  # output, the input of VGG-16's 16 conv/linear layers, pixels
+    per_curve = rows.groupby(["composite", "setting", "sample_id"]).size()
+    assert len(per_curve) == len(config.composites) * 3 * config.n_samples
+
+
+def test_vanilla_grid_point_records_every_map(run):
+    """Non-finite maps are recorded (finite = 0), never dropped silently; only finite maps get
+    conservation and AUC rows."""
+    run_dir, config, _ = run
+    vanilla = config.with_overrides(["stabilisers=[vanilla]"])
+    job = {s.name: s for s in lrp_grid.STUDY.stages(vanilla)}["grid"].jobs[0]
+    rows = grid.grid_point_job(dict(job.config), JobContext(run_dir, "cpu", 0, job.key))
+    finite = [r for r in rows["results"] if r["metric"] == "finite"]
+    assert len(finite) == config.n_samples and {r["stabiliser"] for r in finite} == {"vanilla"}
+    kept = {r["sample_id"] for r in finite if r["value"] == 1.0}
+    auc = [r for r in rows["results"] if r["metric"] == "region_perturbation"]
+    assert len(auc) == len(kept) * len(config.sorts)
+    assert {r["sample_id"] for r in auc} == kept
 
 
 def test_report_section(run):
@@ -97,18 +134,48 @@ def test_report_section(run):
     assert {f"lrp-grid-optimal-{c}-zennit" for c in config.composites} <= names
     tables = {t.name: t.data for t in section.tables}
     optima = tables["lrp-grid-optima"]
-    assert set(optima.index.get_level_values("sort")) == {"MoRF", "LRF"}
-    assert "conservation_error (median)" in tables["lrp-grid-relevance"].columns
+    assert set(optima.index.get_level_values("order")) == {"MoRF", "LRF"}
+    assert "conservation_error_median" in tables["lrp-grid-relevance"].columns
+    assert (tables["lrp-grid-relevance"].finite_share == 1).all()
+    assert "accuracy" in tables["lrp-grid-model"].columns
 
 
-def test_layer_relevance_starts_at_one(run):
-    """Figure 3.2: Σ R / f_y(x) is 1 at the output and finite through the layers."""
-    _, _, results = run
-    rows = results[results.metric == "layer_relevance"]
-    assert len(rows) > 0
-    assert np.allclose(rows[rows.sample_id == "point:000"].value, 1.0)
-    assert np.isfinite(rows.value).all()
+# ---------------------------------------------------------------- job keys
 
+def grid_keys(config) -> dict[str, str]:
+    stages = {s.name: s for s in lrp_grid.STUDY.stages(config)}
+    return {job.label: job.key for name in ("data", "train VGG-16", "grid")
+            for job in stages[name].jobs}
+
+
+def test_gallery_and_other_report_keys_rerun_no_grid_point():
+    """A grid job's config holds only its inputs: a changed gallery size keeps every key."""
+    base = lrp_grid.STUDY.config("tiny")
+    keys = grid_keys(base)
+    assert keys == grid_keys(base.with_overrides(["gallery=7"]))
+    assert keys == grid_keys(base.with_overrides(["gallery=0"]))
+    # An extended grid keeps the keys of the points it had.
+    extended = grid_keys(base.with_overrides(["grid=[0.0, 0.01, 0.1, 1.0]"]))
+    assert set(keys.items()) < set(extended.items())
+    # A changed input of the grid points (the patch size) changes every grid key, not the model's.
+    patched = grid_keys(base.with_overrides(["patch=4"]))
+    points = [label for label in keys if label not in ("lrp-grid data", "train vgg16")]
+    assert len(points) == 18 and all(patched[label] != keys[label] for label in points)
+    assert patched["train vgg16"] == keys["train vgg16"]
+
+
+def test_gallery_size_reruns_no_layer_relevance(run):
+    run_dir, config, _ = run
+    jobs = {j.label: j.key for j in grid.optimal_jobs(run_dir, config)}
+    larger = {j.label: j.key
+              for j in grid.optimal_jobs(run_dir, config.with_overrides(["gallery=3"]))}
+    relevance = [label for label in jobs if label.startswith("layer relevance")]
+    assert len(relevance) == len(config.composites) * len(config.stabilisers)
+    assert all(jobs[label] == larger[label] for label in relevance)
+    assert all(jobs[label] != larger[label] for label in jobs if label.startswith("optimal"))
+
+
+# ---------------------------------------------------------------- building blocks
 
 def test_composites_follow_tables_4_2_and_4_3():
     """Layer indices of the grid groups are VGG-16 modules 11–17 / 18–24 (table 4.2) and
@@ -125,22 +192,25 @@ def test_composites_follow_tables_4_2_and_4_3():
                 out += module[r.first:last + 1]
         return out
 
-    dg = lrp_grid.composite_spec("decreasing_gamma", 0.003, 0.007, "zennit")
+    dg = grid.composite_spec("decreasing_gamma", 0.003, 0.007, "zennit")
     assert all(11 <= m <= 17 for m in modules_with(dg, "gamma", 0.003))
     assert all(18 <= m <= 24 for m in modules_with(dg, "gamma", 0.007))
     assert dg.ranges[0].rule == "zbox" and dg.ranges[0].params == {"low": 0.0, "high": 1.0}
-    tu = lrp_grid.composite_spec("tutorial", 0.003, 0.007, "tutorial")
+    tu = grid.composite_spec("tutorial", 0.003, 0.007, "tutorial")
     assert all(1 <= m <= 16 for m in modules_with(tu, "gamma", 0.003))
     assert all(17 <= m <= 30 for m in modules_with(tu, "epsilon", 0.007))
     assert tu.stabiliser == "tutorial"
-    assert len(lrp_grid.PAPER_GRID) == 16 and lrp_grid.PAPER_GRID[0] == 0.0
-    assert lrp_grid.PAPER_GRID[1] == pytest.approx(1e-4) and lrp_grid.PAPER_GRID[-1] == 1.0
+    assert len(PAPER_GRID) == 16 and PAPER_GRID[0] == 0.0
+    assert PAPER_GRID[1] == pytest.approx(1e-4) and PAPER_GRID[-1] == 1.0
+    method = grid.grid_method("tutorial", "vanilla", 0.5, 0.25, (0.0, 1.0))
+    assert method.key == "lrp_tutorial" and method.factors == {
+        "composite": "tutorial", "stabiliser": "vanilla", "first": 0.5, "second": 0.25}
 
 
-def test_vanilla_stabiliser_zero_denominators_are_reported_per_sample():
-    """Section 2.1.5: without a guard, 0/0 gives NaN (fig. 2.5); only that sample is dropped.
-    Positive weights and no biases: every denominator is > 0 for a positive image and 0 for a
-    black one."""
+def test_vanilla_stabiliser_zero_denominators_are_recorded_per_sample():
+    """Section 2.1.5: without a guard, 0/0 gives NaN (fig. 2.5); that sample's map is NaN and
+    recorded as not finite, the others are kept. Positive weights and no biases: every
+    denominator is > 0 for a positive image and 0 for a black one."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.ReLU(),
                           nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 3, bias=False))
@@ -149,42 +219,29 @@ def test_vanilla_stabiliser_zero_denominators_are_reported_per_sample():
             p.abs_()
     x = torch.stack([torch.zeros(3, 8, 8), torch.rand(3, 8, 8) + 0.1])
     y = torch.tensor([1, 2])
-    vanilla = lrp_grid.composite_spec("tutorial", 0.0, 0.0, "vanilla")
-    maps, finite = lrp_grid.lrp_maps(model.eval(), x, y, vanilla)
-    assert finite.tolist() == [False, True]
-    assert torch.isfinite(maps).all() and maps[0].abs().sum() == 0
+    vanilla = grid.grid_method("tutorial", "vanilla", 0.0, 0.0, (0.0, 1.0))
+    maps = grid.lrp_maps(model.eval(), x, y, vanilla)
+    assert score("finite", a=maps).values["finite"].tolist() == [0.0, 1.0]
+    assert torch.isnan(maps[0]).all() and torch.isfinite(maps[1]).all()
     # LRP-0 without biases conserves: the pixels hold the explained logit.
     assert maps[1].sum() == pytest.approx(float(model(x[1:]).detach()[0, 2]), rel=1e-4)
-    _, finite = lrp_grid.lrp_maps(model, x, y,
-                                  lrp_grid.composite_spec("tutorial", 0.0, 0.0, "zennit"))
-    assert finite.all()
+    zennit = grid.grid_method("tutorial", "zennit", 0.0, 0.0, (0.0, 1.0))
+    assert torch.isfinite(grid.lrp_maps(model, x, y, zennit)).all()
 
 
-def test_fold_normalisation_is_exact():
+def test_grid_composites_explain_the_folded_vgg():
     torch.manual_seed(0)
-    model = build("vgg16", 10, 3, 32, 0.125).eval()
+    model = make_explainable(fold_normalisation(build("vgg16", 10, 3, 32, 0.125).eval()))
     x = torch.rand(2, 3, 32, 32)
-    mean = torch.tensor(lrp_grid.IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(lrp_grid.IMAGENET_STD).view(1, 3, 1, 1)
-    with torch.no_grad():
-        expected = model((x - mean) / std)
-        folded_model = lrp_grid.fold_normalisation(model)
-        folded = folded_model(x)
-    assert torch.allclose(folded, expected, atol=1e-5)
-    # The grid's composites still address the same layers and explain the folded model.
-    assert len(linear_layers(folded_model)) == 16
-    spec = lrp_grid.composite_spec("tutorial", 0.25, 0.25, "zennit")
-    maps, finite = lrp_grid.lrp_maps(make_explainable(folded_model), x, torch.tensor([0, 1]), spec)
-    assert finite.all() and maps.shape == x.shape
+    method = grid.grid_method("tutorial", "zennit", 0.25, 0.25, (0.0, 1.0))
+    maps = grid.lrp_maps(model, x, torch.tensor([0, 1]), method)
+    assert torch.isfinite(maps).all() and maps.shape == x.shape
 
 
 def test_folder_mode_reads_images_and_explains_the_given_class(tmp_path, monkeypatch):
     """The folder reader path: images of ``explain_class`` in [0, 1], targets = target_index,
     the (here tiny, randomly initialised) VGG-16 with its normalisation folded in."""
     import cv2
-
-    from salbench import models
-    from salbench.runtime import JobContext
 
     rng = np.random.default_rng(0)
     for name in ("axolotl", "castle"):
@@ -193,15 +250,15 @@ def test_folder_mode_reads_images_and_explains_the_given_class(tmp_path, monkeyp
             cv2.imwrite(str(tmp_path / "images" / name / f"{i}.png"),
                         rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
     tiny = build("vgg16", 1000, 3, 32, 0.0625)
-    monkeypatch.setattr(models, "build", lambda *a, **k: tiny)
+    monkeypatch.setattr(grid, "build", lambda *a, **k: tiny)
     config = lrp_grid.STUDY.config("tiny", [
         f"folder={tmp_path / 'images'}", "weights=imagenet", "explain_class=axolotl",
         "target_index=29", "n_samples=2", "data.size=32"])
-    job = {"study_config": config.model_dump(mode="json")}
-    x, y, ids, model = lrp_grid.samples_and_model(job, JobContext(tmp_path, "cpu", 0, "k"))
-    assert x.shape == (2, 3, 32, 32) and 0 <= x.min() and x.max() <= 1
-    assert y.tolist() == [29, 29] and len(ids) == 2
-    assert isinstance(model.features[0][0], lrp_grid.ConstantPad)
+    assert [s.name for s in lrp_grid.STUDY.stages(config)] == ["grid", "optima"]
+    ex = grid.samples_and_model(grid.job_inputs(config), JobContext(tmp_path, "cpu", 0, "k"))
+    assert ex.x.shape == (2, 3, 32, 32) and ex.x.min() >= 0 and ex.x.max() <= 1
+    assert ex.y.tolist() == [29, 29] and len(ex.sample_ids) == 2 and ex.dataset == "folder"
+    assert isinstance(ex.model.features[0][0], ConstantPad)
 
 
 def test_config_errors():
@@ -211,6 +268,125 @@ def test_config_errors():
         lrp_grid.STUDY.config("tiny", ["grid=[-1.0]"])
     with pytest.raises(ConfigError, match="stabilisers"):
         lrp_grid.STUDY.config("tiny", ["stabilisers=[none]"])
+    with pytest.raises(ConfigError, match="train"):
+        lrp_grid.STUDY.config("tiny", ["train={epochs: 3}"])
+
+
+# ---------------------------------------------------------------- analysis on hand-made frames
+
+def auc_rows(values: dict[tuple[str, float, float], list[float]], composite="tutorial",
+             stabiliser="zennit") -> pd.DataFrame:
+    """Region-perturbation AUC rows: (order, first, second) -> one value per sample."""
+    direction = {"morf": "lower", "lrf": "higher", "random": "none"}
+    return pd.DataFrame([
+        {"metric": "region_perturbation", "output": "auc", "composite": composite,
+         "stabiliser": stabiliser, "order": order, "first": first, "second": second,
+         "sample_id": f"s{i}", "value": v, "direction": direction[order]}
+        for (order, first, second), vs in values.items() for i, v in enumerate(vs)])
+
+
+GRID = {("morf", 0.0, 0.0): [0.2, 0.4], ("morf", 0.0, 1.0): [0.1, 0.1],
+        ("morf", 1.0, 0.0): [0.5, 0.7], ("lrf", 0.0, 0.0): [0.6, 0.8],
+        ("lrf", 0.0, 1.0): [0.9, 0.9], ("lrf", 1.0, 0.0): [0.3, 0.5],
+        ("random", 0.0, 0.0): [0.4, 0.4], ("random", 0.0, 1.0): [0.4, 0.4]}
+
+
+def test_auc_grid_means_over_samples_per_point_and_order():
+    rows = pd.concat([auc_rows(GRID), pd.DataFrame([{"metric": "conservation", "output":
+                                                      "conservation_error", "value": 9.0}])])
+    out = analysis.auc_grid(rows).set_index(["order", "first", "second"])
+    assert out.loc[("morf", 0.0, 0.0), "auc"] == pytest.approx(0.3)
+    assert out.loc[("lrf", 1.0, 0.0), "auc"] == pytest.approx(0.4)
+    assert (out.n == 2).all() and len(out) == len(GRID)
+    assert out.loc[("morf", 0.0, 0.0), "direction"] == "lower"
+    assert analysis.auc_grid(rows.iloc[:0]).empty
+
+
+def test_optima_follow_each_rows_direction():
+    """MoRF: the lowest mean AUC; LRF: the highest; random ranks nothing."""
+    best = analysis.optima(analysis.auc_grid(auc_rows(GRID))).set_index("order")
+    assert set(best.index) == {"morf", "lrf"}
+    assert (best.loc["morf", "first"], best.loc["morf", "second"]) == (0.0, 1.0)
+    assert best.loc["morf", "auc"] == pytest.approx(0.1)
+    assert (best.loc["lrf", "first"], best.loc["lrf", "second"]) == (0.0, 1.0)
+    assert best.loc["lrf", "auc"] == pytest.approx(0.9)
+    # The direction is read from the rows, never from the order's name.
+    flipped = auc_rows(GRID).assign(direction=lambda f: f.direction.replace(
+        {"lower": "higher", "higher": "lower"}))
+    best = analysis.optima(analysis.auc_grid(flipped)).set_index("order")
+    assert best.loc["morf", "first"] == 1.0 and best.loc["lrf", "first"] == 1.0
+
+
+def test_optima_per_composite_and_stabiliser():
+    rows = pd.concat([auc_rows({("morf", 0.0, 0.0): [0.1], ("morf", 1.0, 1.0): [0.2]}),
+                      auc_rows({("morf", 0.0, 0.0): [0.3], ("morf", 1.0, 1.0): [0.2]},
+                               composite="decreasing_gamma")])
+    best = analysis.optima(analysis.auc_grid(rows)).set_index("composite")
+    assert best.loc["tutorial", "first"] == 0.0 and best.loc["decreasing_gamma", "first"] == 1.0
+
+
+def test_auc_spread_is_zero_for_a_flat_contour():
+    out = analysis.auc_spread(analysis.auc_grid(auc_rows(GRID))).set_index("order")
+    assert out.loc["random", "spread"] == 0.0 and out.loc["random", "points"] == 2
+    assert out.loc["morf", "lowest"] == pytest.approx(0.1)
+    assert out.loc["morf", "highest"] == pytest.approx(0.6)
+    assert out.loc["morf", "spread"] == pytest.approx(0.5)
+
+
+def check_rows(stabiliser: str, finite: list[float], errors: list[float]) -> pd.DataFrame:
+    common = {"composite": "tutorial", "stabiliser": stabiliser, "first": 0.0, "second": 0.0}
+    rows = [{**common, "metric": "finite", "output": "finite", "sample_id": f"s{i}",
+             "value": v} for i, v in enumerate(finite)]
+    for i, e in enumerate(errors):
+        rows += [{**common, "metric": "conservation", "output": name, "sample_id": f"s{i}",
+                  "value": value} for name, value in (("conservation_error", e),
+                                                      ("relevance_min", -float(i)),
+                                                      ("relevance_max", 10.0 * i))]
+    return pd.DataFrame(rows)
+
+
+def test_map_checks_share_of_finite_maps_and_conservation():
+    rows = pd.concat([check_rows("zennit", [1, 1, 1], [0.1, 0.2, 0.9]),
+                      check_rows("vanilla", [0, 1, 0, 0], [0.5])])
+    out = analysis.map_checks(rows).set_index("stabiliser")
+    assert out.loc["zennit", "finite_share"] == 1.0 and out.loc["zennit", "maps"] == 3
+    assert out.loc["vanilla", "finite_share"] == pytest.approx(0.25)
+    assert out.loc["vanilla", "maps"] == 4
+    assert out.loc["zennit", "conservation_error_median"] == pytest.approx(0.2)
+    assert out.loc["zennit", "conservation_error_max"] == pytest.approx(0.9)
+    assert out.loc["zennit", "relevance_min"] == pytest.approx(-1.0)
+    assert out.loc["zennit", "relevance_max"] == pytest.approx(10.0)
+    # No finite map at all: the share is still there, the conservation columns are NaN.
+    none = analysis.map_checks(check_rows("vanilla", [0, 0], [])).set_index("stabiliser")
+    assert none.loc["vanilla", "finite_share"] == 0.0 and none.loc["vanilla", "maps"] == 2
+
+
+def test_layer_ratios_mean_per_setting_and_position():
+    common = {"metric": "layer_conservation", "curve": "relevance_ratio",
+              "composite": "tutorial", "stabiliser": "zennit", "first": 0.25, "second": 0.25}
+    rows = pd.DataFrame([
+        {**common, "setting": setting, "sample_id": sid, "point": k, "x": float(k),
+         "label": label, "value": value}
+        for setting, scale in (("default", 1.0), ("best MoRF", 2.0))
+        for sid, shift in (("a", 0.0), ("b", 0.2))
+        for k, (label, value) in enumerate((("output", 1.0), ("features.2", 0.9 + shift),
+                                            ("input", (0.5 + shift) * scale)))])
+    out = analysis.layer_ratios(rows)
+    default = out[out.setting == "default"]
+    assert default.layer.tolist() == ["output", "features.2", "input"]
+    assert default.ratio.tolist() == pytest.approx([1.0, 1.0, 0.6])
+    assert (out.n == 2).all()
+    best = out[out.setting == "best MoRF"].set_index("layer")
+    assert best.loc["input", "ratio"] == pytest.approx(1.2)
+
+
+def test_model_scores_pivot_the_classification_summaries():
+    rows = pd.DataFrame([{"metric": "classification", "model_id": "vgg16", "output": o,
+                          "value": v} for o, v in (("accuracy", 0.5), ("balanced_accuracy",
+                                                                       0.4))]
+                        + [{"metric": "other", "model_id": "vgg16", "output": "x", "value": 1}])
+    out = analysis.model_scores(rows)
+    assert out.loc["vgg16", "accuracy"] == 0.5 and "x" not in out.columns
 
 
 @pytest.mark.slow
@@ -219,5 +395,12 @@ def test_tiny_preset(tmp_path):
     config = lrp_grid.STUDY.config("tiny")
     summaries = run_study(lrp_grid.STUDY, config, tmp_path, device="cpu")
     assert all(not s.failed for s in summaries.values())
+    assert {name: len(s.done) for name, s in summaries.items()} == {
+        "data": 1, "train VGG-16": 1, "grid": 18, "optima": 4}
     section = lrp_grid.report_section(tmp_path)
     assert len(section.subsections) == len(config.composites)
+
+
+def test_every_row_carries_the_registry_direction(run):
+    """Issue 11: every row the study writes ranks correctly with no name parsing."""
+    assert_rankable(run[0] if isinstance(run, tuple) else run)

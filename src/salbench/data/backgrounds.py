@@ -1,4 +1,5 @@
-"""MRI backgrounds: axial T1 slices from nilearn's MNI152 template or from a folder of NIfTI volumes.
+"""MRI backgrounds: axial T1 slices from nilearn's MNI152 template or from a folder of NIfTI
+volumes.
 
 Document 000, section 2.1: axial T1 slices with less than 55 % black pixels, made square (zero
 padding along one axis, cropping along the other), 270 x 270 pixels, intensities in [0, 0.7]. The
@@ -34,8 +35,8 @@ SLICES_PER_SUBJECT = 41  # document 000, datasheet: 24 924 slices from 601 train
 
 @dataclass(frozen=True, eq=False)
 class Volume:
-    """A 3-D T1 volume (float32, max 1), its brain mask, optional white-matter map, voxel->mm affine,
-    and the world coordinates of the brain's bounding-box centre."""
+    """A 3-D T1 volume (float32, max 1), its brain mask, optional white-matter map, voxel->mm
+    affine, and the world coordinates of the brain's bounding-box centre."""
 
     t1: np.ndarray
     brain: np.ndarray
@@ -49,8 +50,8 @@ class Volume:
 
 @dataclass
 class Background:
-    """One background slice: ``image`` float32 ``[S, S]`` in [0, 0.7], ``brain`` and ``white_matter``
-    boolean masks, and where it came from."""
+    """One background slice: ``image`` float32 ``[S, S]`` in [0, 0.7], ``brain`` and
+    ``white_matter`` boolean masks, and where it came from."""
 
     image: np.ndarray
     brain: np.ndarray
@@ -62,7 +63,8 @@ class Background:
 
 @functools.lru_cache(maxsize=1)
 def mni_volume() -> Volume:
-    """nilearn's packaged MNI152 T1 template (1 mm), brain mask and white-matter map (no download)."""
+    """nilearn's packaged MNI152 T1 template (1 mm), brain mask and white-matter map (no
+    download)."""
     from nilearn import datasets
 
     t1 = datasets.load_mni152_template(resolution=1)
@@ -84,7 +86,8 @@ def brain_center(volume: Volume) -> np.ndarray:
 
 
 def plane_points(size: int, fov_mm: float, centre: np.ndarray, z_mm: float) -> np.ndarray:
-    """World coordinates ``[3, S, S]`` of the pixel centres of an axial plane (anterior at the top)."""
+    """World coordinates ``[3, S, S]`` of the pixel centres of an axial plane (anterior at the
+    top)."""
     offsets = (np.arange(size) - (size - 1) / 2) * (fov_mm / size)
     points = np.empty((3, size, size))
     points[0] = centre[0] + offsets[None, :]
@@ -153,7 +156,8 @@ def scale_intensity(values: np.ndarray, brain: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Deformation:
-    """Pseudo-subject variation of the template (salbench's choice; the document used real subjects).
+    """Pseudo-subject variation of the template (salbench's choice; the document used real
+    subjects).
 
     Per subject: rotations uniform in +-``rotation_deg`` about each axis, scales uniform in
     1 +- ``scale`` per axis, translations uniform in +-``translation_mm``, an in-plane elastic
@@ -280,7 +284,8 @@ def subject_name(path: Path) -> str:
 
 @functools.lru_cache(maxsize=2)
 def read_volume(path: str) -> Volume:
-    """A brain-extracted 3-D NIfTI volume, reoriented to RAS, scaled to max 1; brain = voxels > 0."""
+    """A brain-extracted 3-D NIfTI volume, reoriented to RAS, scaled to max 1;
+    brain = voxels > 0."""
     image = nib.as_closest_canonical(nib.load(path))
     data = np.asarray(image.dataobj, dtype=np.float32)
     if data.ndim == 4 and data.shape[3] == 1:
@@ -300,9 +305,9 @@ class NiftiBackgrounds:
 
     Subjects are taken in a seeded random order, each with all of its kept slices (bottom to top);
     sample ``i`` beyond the last slice wraps around. ``demographics``: optional CSV with columns
-    ``subject`` (file name without ``.nii``/``.nii.gz``) and ``sex``. Volumes must be brain-extracted
-    (the brain mask is ``voxel > 0``, as in the document's code). Unreadable files are skipped and
-    counted in ``skipped``.
+    ``subject`` (file name without ``.nii``/``.nii.gz``) and ``sex``. Volumes must be
+    brain-extracted (the brain mask is ``voxel > 0``, as in the document's code). Unreadable files
+    are skipped and counted in ``skipped``.
     """
 
     folder: str
@@ -328,7 +333,7 @@ class NiftiBackgrounds:
         for path in paths:
             try:
                 zs = kept_slices(read_volume(str(path)), fov_mm, max_black_fraction)
-            except Exception:  # noqa: BLE001 - unreadable or not 3-D: skipped and counted
+            except Exception:
                 skipped += 1
                 continue
             if len(zs):

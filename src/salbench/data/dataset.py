@@ -10,6 +10,7 @@ copying them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -33,19 +34,21 @@ def _as_tensor(array, dtype: torch.dtype, name: str) -> torch.Tensor:
 class GroundTruthDataset(Dataset):
     """Images with targets and ground-truth masks, usable as a torch ``Dataset``.
 
-    ``x``: float32 ``[N, C, H, W]``; ``y``: int64 ``[N]`` (index into ``classes``); ``masks``: float32
-    ``[N, H, W]``; ``meta``: DataFrame with ``sample_id`` and ``split`` (``train``/``val``/``test``).
-    ``name`` says which generator made it and ``params`` its arguments (for provenance).
+    ``x``: float32 ``[N, C, H, W]``; ``y``: int64 ``[N]`` (index into ``classes``); ``masks``:
+    float32 ``[N, H, W]``; ``meta``: DataFrame with ``sample_id`` and ``split``
+    (``train``/``val``/``test``). ``name`` says which generator made it and ``params`` its arguments
+    (for provenance).
     """
 
     def __init__(self, x, y, masks, meta: pd.DataFrame, classes: list[str], name: str = "",
                  params: dict | None = None, *, _index: np.ndarray | None = None,
-                 _path: Path | None = None):
+                 _path: Path | None = None, _opener: Callable | None = None):
         self._x = _as_tensor(x, torch.float32, "x")
         self._y = _as_tensor(y, torch.int64, "y")
         self._masks = _as_tensor(masks, torch.float32, "masks")
         self._index = None if _index is None else np.asarray(_index, dtype=np.int64)
         self._path = None if _path is None else Path(_path)
+        self._opener = _opener  # reopens the arrays of an on-disk dataset after pickling
         n = len(self._x) if self._index is None else len(self._index)
         if self._x.ndim != 4:
             raise ValueError(f"x must be [N, C, H, W], got shape {tuple(self._x.shape)}")
@@ -101,7 +104,8 @@ class GroundTruthDataset(Dataset):
             return GroundTruthDataset(self._x[rows], self._y[rows], self._masks[rows], meta,
                                       self.classes, self.name, self.params)
         return GroundTruthDataset(self._x, self._y, self._masks, meta, self.classes, self.name,
-                                  self.params, _index=base, _path=self._path)
+                                  self.params, _index=base, _path=self._path,
+                                  _opener=self._opener)
 
     def split(self, name: str) -> GroundTruthDataset:
         """The samples whose ``meta.split`` is ``name`` (``"train"``, ``"val"`` or ``"test"``)."""
@@ -117,7 +121,8 @@ class GroundTruthDataset(Dataset):
                 f"{len(self.classes)} classes, splits {counts}{where})")
 
     # DataLoader workers started with "spawn" receive a pickled dataset: an on-disk dataset sends
-    # its folder and reopens the memory maps rather than copying the arrays.
+    # its folder (and the function that opens it, pickled by reference) and reopens the memory
+    # maps rather than copying the arrays.
     def __getstate__(self):
         state = self.__dict__.copy()
         if self._path is not None:
@@ -127,9 +132,7 @@ class GroundTruthDataset(Dataset):
     def __setstate__(self, state):
         self.__dict__.update(state)
         if self._path is not None and self._x is None:
-            from salbench.data.shards import open_arrays
-
-            self._x, self._y, self._masks = open_arrays(self._path)
+            self._x, self._y, self._masks = self._opener(self._path)
 
 
 def check_fractions(fractions, name: str = "split_fractions") -> tuple[float, float, float]:

@@ -165,7 +165,7 @@ def lesion_bank(spec: LesionBankSpec = LesionBankSpec()) -> dict[str, list[Lesio
     if path.is_file():
         try:
             return pickle.loads(path.read_bytes())
-        except Exception as err:  # noqa: BLE001 - a broken cache file is rebuilt
+        except Exception as err:
             log.warning("lesion bank cache %s unreadable (%s); rebuilding it", path, err)
     bank = build_lesion_bank(spec)
     try:
@@ -278,7 +278,8 @@ class MRISpec:
                        "fov_mm": bg.fov_mm, "max_black_fraction": bg.max_black_fraction,
                        "subjects": bg.n_subjects})
         return {"seed": self.seed, "size": self.size, "w": self.w,
-                "lesion_scale": self.lesion_scale, "lesions_per_image": list(self.lesions_per_image),
+                "lesion_scale": self.lesion_scale,
+                "lesions_per_image": list(self.lesions_per_image),
                 "placement": self.placement, "split_fractions": list(self.split_fractions),
                 "bank": asdict(self.bank), "backgrounds": background,
                 "lesion_free": self.lesion_free, "label": self.label}
@@ -487,7 +488,8 @@ def generate_lesion_free(n: int, seed: int = 0, label: str = "slice_position",
 
 def write(n: int, out: str | Path, seed: int = 0, workers: int = 1, shard_size: int = 256,
           lesion_free: bool = False, **params) -> Path:
-    """Generate to the on-disk format in ``out`` (resumable); read back with ``salbench.data.load``."""
+    """Generate to the on-disk format in ``out`` (resumable); read back with
+    ``salbench.data.load``."""
     n = check_count(n)
     spec = make_spec(seed=seed, lesion_free=lesion_free, **params)
     return write_dataset(spec, n, out, workers, shard_size)

@@ -271,12 +271,14 @@ def read_manifest(path: str | Path) -> dict:
                                 "(no manifest.json); write one with `salbench data ... --out DIR`")
     manifest = json.loads(manifest_path.read_text())
     if manifest.get("format") != FORMAT:
-        raise ValueError(f"{manifest_path} has format {manifest.get('format')!r}, expected {FORMAT}")
+        raise ValueError(f"{manifest_path} has format {manifest.get('format')!r}, "
+                         f"expected {FORMAT}")
     return manifest
 
 
 def open_arrays(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Memory-map ``x``, ``y`` and ``masks`` of an on-disk dataset (copy-on-write, never written)."""
+    """Memory-map ``x``, ``y`` and ``masks`` of an on-disk dataset (copy-on-write, never
+    written)."""
     root, manifest = Path(path), read_manifest(path)
     x = torch.from_numpy(np.load(root / "x.npy", mmap_mode="c"))
     y = torch.from_numpy(np.load(root / "y.npy", mmap_mode="c"))
@@ -302,4 +304,4 @@ def load(path: str | Path) -> GroundTruthDataset:
                      ignore_index=True)
     x, y, masks = open_arrays(root)
     return GroundTruthDataset(x, y, masks, meta, manifest["classes"], manifest["name"],
-                              manifest["params"], _path=root)
+                              manifest["params"], _path=root, _opener=open_arrays)

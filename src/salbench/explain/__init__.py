@@ -5,7 +5,8 @@ gradient family, Zennit the LRP rules and composites; the CAM family, the null b
 are salbench's own code. See ``docs/methods.md``.
 """
 
-from salbench.explain.cam import cam_maps
+from salbench.explain import baselines, gradients  # noqa: F401 - importing registers methods
+from salbench.explain.cam import cam_layers, cam_maps
 from salbench.explain.checks import NonFiniteAttributionError, preserved_model
 from salbench.explain.gad import GADSupport, fit_gad, support_config
 from salbench.explain.lrp import (
@@ -27,7 +28,7 @@ from salbench.explain.registry import Method, available, explain, get_method
 
 __all__ = [
     "CompositeSpec", "GADSupport", "Method", "NonFiniteAttributionError", "RuleRange", "absolute",
-    "available", "cam_maps", "clamp", "decreasing_gamma_ranges", "explain", "fit_gad",
+    "available", "cam_layers", "cam_maps", "clamp", "decreasing_gamma_ranges", "explain", "fit_gad",
     "get_method", "log_display", "normalise_max_abs", "normalise_min_max", "preserved_model",
     "reduce_channels", "relevance_by_layer", "support_config", "tutorial_ranges",
 ]

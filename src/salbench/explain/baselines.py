@@ -19,7 +19,7 @@ from skimage import filters
 from torch import Tensor, nn
 
 from salbench.explain.gradients import seeded
-from salbench.explain.registry import register
+from salbench.explain.registry import explain, register
 
 
 @register("random", "salbench", "uniform random map in [0, 1) (null baseline)")
@@ -74,8 +74,6 @@ def randomised_copy(model: nn.Module, seed: int = 0) -> nn.Module:
 def random_model(model: nn.Module, x: Tensor, y: Tensor, base: str = "saliency", seed: int = 0,
                  base_params: dict | None = None) -> Tensor:
     """``explain(randomised_copy(model, seed), x, y, base, **base_params)``."""
-    from salbench.explain.registry import explain
-
     if base == "random_model":
         raise ValueError("random_model cannot wrap itself; choose a base such as 'saliency'")
     return explain(randomised_copy(model, seed).to(x.device), x, y, base, **(base_params or {}))

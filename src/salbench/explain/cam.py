@@ -158,3 +158,26 @@ for _kind, _summary in (
     ("hirescam", "HiResCAM: gradient ⊙ feature maps (document 003, Definition 3)"),
 ):
     register(_kind, "torch", _summary)(_registered(_kind))
+
+
+def cam_layers(model: nn.Module) -> dict[str, str]:
+    """Module names of the layer choices of document 003's table 1 in a zoo VGG or ResNet.
+
+    ``last``: the feature maps that enter the head (VGG: the last ``Conv2d`` of ``features``;
+    ResNet: ``layer4``, the last block's output, which includes the residual sum): the layer of
+    propositions 1–4. ``last_conv2d`` (ResNets only; for VGG it is ``last``): the last
+    ``nn.Conv2d``, inside the last block, before the residual sum. ``earlier``: one block before
+    (VGG: the last ``Conv2d`` of the previous block; ResNet: ``layer3``).
+    """
+    if hasattr(model, "features"):
+        layers = list(model.features)
+        convs = [i for i, m in enumerate(layers) if isinstance(m, nn.Conv2d)]
+        pools = [i for i, m in enumerate(layers) if isinstance(m, (nn.MaxPool2d, nn.Identity))]
+        last = convs[-1]
+        boundary = max(i for i in pools if i < last)
+        earlier = max(i for i in convs if i < boundary)
+        return {"last": f"features.{last}", "earlier": f"features.{earlier}"}
+    if hasattr(model, "layer4"):
+        convs = [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+        return {"last": "layer4", "last_conv2d": convs[-1], "earlier": "layer3"}
+    raise ValueError("cam_layers needs a zoo VGG or ResNet (a 'features' or 'layer4' module)")

@@ -30,7 +30,7 @@ import torch
 from safetensors.torch import load_model, save_model
 from torch import Tensor, nn
 
-from salbench.explain.registry import register
+from salbench.explain.registry import explain, register
 from salbench.models.training import TrainConfig, fit, preset
 from salbench.runtime import track
 
@@ -141,14 +141,16 @@ def fit_gad(model: nn.Module, data: tuple[Tensor, ...] | Iterable, classes: Sequ
         raise ValueError("alphas must hold at least one distance")
     config = support_config(model) if config is None else config
     if not isinstance(config, TrainConfig):
-        raise TypeError(f"config must be a salbench.models TrainConfig, got {type(config).__name__}")
+        raise TypeError("config must be a salbench.models TrainConfig, "
+                        f"got {type(config).__name__}")
     x, labels = _pair_samples(data, pair)
     models = []
     for alpha in track(alphas, "GAD support models"):
         path = None
         if cache_dir is not None:
             key = _cache_key(model, pair, float(alpha), config, x, labels)
-            path = Path(cache_dir) / f"gad_{pair[0]}_{pair[1]}_alpha{float(alpha):g}_{key}.safetensors"
+            path = Path(cache_dir) / (f"gad_{pair[0]}_{pair[1]}_alpha{float(alpha):g}_"
+                                      f"{key}.safetensors")
         if path is not None and path.is_file():
             support = copy.deepcopy(model)
             load_model(support, str(path))
@@ -186,8 +188,6 @@ def gad(model: nn.Module, x: Tensor, y: Tensor, support: GADSupport | None = Non
         base: str = "integrated_gradients", base_params: dict | None = None,
         importance: str = "top_fraction", threshold: float = 0.5) -> Tensor:
     """The base map of ``model`` kept where it and every support model's map are important."""
-    from salbench.explain.registry import explain
-
     if not isinstance(support, GADSupport):
         raise TypeError("gad needs support=fit_gad(model, data, classes) (a GADSupport), got "
                          f"{type(support).__name__}")

@@ -52,7 +52,8 @@ def seeded(seed: int, device: torch.device) -> Iterator[None]:
 
 
 def make_baseline(baseline: str | float | Tensor, x: Tensor, n: int | None = None) -> Tensor:
-    """A reference image per sample (``n=None``: ``[B, C, H, W]``) or a distribution ``[n, C, H, W]``.
+    """A reference image per sample (``n=None``: ``[B, C, H, W]``) or a distribution
+    ``[n, C, H, W]``.
 
     ``"zero"``: all-zero images (document 000, section 2.4). ``"uniform"``: uniform noise between
     the smallest and largest value of each sample (of the batch for a distribution); draws use
@@ -111,7 +112,8 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module | None) -> nn.Module:
             names = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
             raise ValueError(f"layer {layer!r} is not a submodule of the model; convolutional "
                              f"layers are {names}") from None
-    raise TypeError(f"layer must be None, a module name or an nn.Module, got {type(layer).__name__}")
+    raise TypeError("layer must be None, a module name or an nn.Module, "
+                    f"got {type(layer).__name__}")
 
 
 # ---- single-pass methods -------------------------------------------------------------------

@@ -55,6 +55,11 @@ from salbench.explain.checks import (
     require_explainable,
 )
 from salbench.explain.registry import get_method, register
+from salbench.models.surgery import (
+    ExplainableBasicBlock,
+    ExplainableBottleneck,
+    HeadlessBottleneck,
+)
 
 STABILISERS = ("vanilla", "zennit", "tutorial")
 CANONIZERS = ("auto", "none", "merge_bn", "resnet")
@@ -100,7 +105,8 @@ class RuleRange(Config):
 
 
 class CompositeSpec(Config):
-    """A layer-index composite: rule ranges, the stabiliser and the canonizer (a YAML-able config)."""
+    """A layer-index composite: rule ranges, the stabiliser and the canonizer (a YAML-able
+    config)."""
 
     ranges: list[RuleRange]
     stabiliser: Literal["vanilla", "zennit", "tutorial"] = "zennit"
@@ -187,7 +193,7 @@ def name_map(model: nn.Module, ranges: Sequence[RuleRange], stabiliser_kind: str
     mapping = []
     for spec in ranges:
         last = len(layers) - 1 if spec.last is None else min(spec.last, len(layers) - 1)
-        indices = [i for i in range(spec.first, last + 1)]
+        indices = list(range(spec.first, last + 1))
         overlap = taken.intersection(indices)
         if overlap:
             raise ValueError(f"rule ranges overlap at layer indices {sorted(overlap)}")
@@ -222,12 +228,6 @@ def _block_forward(kind: str):
 
 
 def _residual_attributes(name: str, module: nn.Module) -> dict | None:
-    from salbench.models.surgery import (
-        ExplainableBasicBlock,
-        ExplainableBottleneck,
-        HeadlessBottleneck,
-    )
-
     kinds = ((ExplainableBottleneck, "bottleneck"), (ExplainableBasicBlock, "basic"),
              (HeadlessBottleneck, "headless"))
     for cls, kind in kinds:

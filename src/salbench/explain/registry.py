@@ -62,7 +62,6 @@ def register(name: str, backend: str, summary: str,
 
 def get_method(name: str) -> Method:
     """The registered method called ``name`` (ValueError listing the known names otherwise)."""
-    _load_all()
     if not isinstance(name, str) or name not in _METHODS:
         raise ValueError(f"method must be one of {sorted(_METHODS)}, got {name!r}")
     return _METHODS[name]
@@ -70,7 +69,6 @@ def get_method(name: str) -> Method:
 
 def available() -> list[Method]:
     """Every registered method (name, backend, default params, summary), sorted by name."""
-    _load_all()
     return [_METHODS[name] for name in sorted(_METHODS)]
 
 
@@ -100,15 +98,3 @@ def explain(model: nn.Module, x: Tensor, y: Tensor | int, method: str, **params:
         finally:
             handle.remove()
     return check_finite(attribution.detach(), method)
-
-
-_loaded = False
-
-
-def _load_all() -> None:
-    """Import the method modules (each registers its methods on import)."""
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    from salbench.explain import baselines, cam, gad, gradients, lrp  # noqa: F401

@@ -1,11 +1,20 @@
-"""Metrics: pure, batched functions that score attribution maps, one score per sample.
+"""Metrics: pure, batched functions that score attribution maps, and the registry over them.
 
-Ground-truth metrics are ``metric(a, m, **params) -> Tensor[B]``; model-based metrics are
-``metric(model, x, y, a, **params)`` returning a NamedTuple with ``scores`` ``[B]`` (plus curves
-where the metric has them). Metrics that need explanations take an ``explain_fn(model, x, y)``.
-Channel reduction (``reduce=``) and normalisation are explicit parameters.
+Each metric is a plain function (ground-truth metrics ``metric(a, m, **params) -> Tensor[B]``,
+model-based ones ``metric(model, x, y, a, **params)``, those that need explanations take an
+``explain_fn(model, x, y)``), and each is registered with its kind, parameters, outputs (direction
+and range), cost and source: :func:`available` lists them, :func:`score` runs any of them and
+returns one :class:`MetricResult`. Channel reduction (``reduce=``) and normalisation are explicit
+parameters. See ``docs/metrics.md``.
 """
 
+from salbench.metrics import (  # noqa: F401 - importing a module registers its metrics
+    cam_identities,
+    classification,
+    conservation,
+    regions,
+    relevance,
+)
 from salbench.metrics._checks import reduce_channels
 from salbench.metrics.fiveband import (
     CLAMPED,
@@ -20,10 +29,8 @@ from salbench.metrics.fiveband import (
     stratify_ground_truth,
 )
 from salbench.metrics.groundtruth import (
-    GROUND_TRUTH_METRICS,
     auroc,
     average_precision,
-    ground_truth_metric,
     iou,
     pointing_game,
     relevance_mass_accuracy,
@@ -50,22 +57,38 @@ from salbench.metrics.perturbation import (
 from salbench.metrics.regions import (
     complexity_ratio,
     hull_mask,
+    hull_sensitivity,
     important_pixels,
     occlusion_sensitivity,
     supplementary_mask,
+    supplementary_sensitivity,
+)
+from salbench.metrics.registry import (
+    KINDS,
+    Cost,
+    Curve,
+    Metric,
+    MetricResult,
+    Output,
+    available,
+    get_metric,
+    label,
+    score,
 )
 from salbench.metrics.robustness import TABLE_6, Sensitivity, avg_sensitivity, max_sensitivity
 from salbench.metrics.sanity import Randomisation, model_randomisation, spearman, ssim
 
 __all__ = [
-    "AOPC_REGION_SIZES", "CLAMPED", "GROUND_TRUTH_METRICS", "STANDARD", "TABLE_6",
-    "BlurFill", "ConstantFill", "FastInpaintFill", "FiveBandSchedule", "HaasResult", "MeanFill",
-    "PerturbationCurves", "Randomisation", "Sensitivity", "SoftFiveBand", "TeleaFill",
-    "UniformFill", "aopc", "auroc", "average_precision", "avg_sensitivity", "channel_adjust",
-    "complexity_ratio", "fast_inpaint", "five_band_counts", "five_band_score",
-    "ground_truth_metric", "haas", "heatmap_assisted_images", "hull_mask", "important_pixels",
-    "iou", "max_sensitivity", "model_randomisation", "occlusion_sensitivity", "pixel_flipping",
+    "AOPC_REGION_SIZES", "CLAMPED", "KINDS", "STANDARD", "TABLE_6",
+    "BlurFill", "ConstantFill", "Cost", "Curve", "FastInpaintFill", "FiveBandSchedule",
+    "HaasResult", "MeanFill", "Metric", "MetricResult", "Output", "PerturbationCurves",
+    "Randomisation", "Sensitivity", "SoftFiveBand", "TeleaFill", "UniformFill", "aopc", "auroc",
+    "available", "average_precision", "avg_sensitivity", "channel_adjust", "complexity_ratio",
+    "fast_inpaint", "five_band_counts", "five_band_score", "get_metric", "haas",
+    "heatmap_assisted_images", "hull_mask", "hull_sensitivity", "important_pixels", "iou",
+    "label", "max_sensitivity", "model_randomisation", "occlusion_sensitivity", "pixel_flipping",
     "pointing_game", "reduce_channels", "region_perturbation", "relevance_mass_accuracy",
-    "relevance_rank_accuracy", "soft_five_band", "spearman", "ssim", "step_counts", "stratify",
-    "stratify_ground_truth", "supplementary_mask", "top_k_intersection", "top_k_precision",
+    "relevance_rank_accuracy", "score", "soft_five_band", "spearman", "ssim", "step_counts",
+    "stratify", "stratify_ground_truth", "supplementary_mask", "supplementary_sensitivity",
+    "top_k_intersection", "top_k_precision",
 ]

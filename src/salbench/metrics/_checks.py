@@ -1,4 +1,5 @@
-"""Input checks and the explicit channel reductions shared by every metric.
+"""Input checks, the explicit channel reductions and the ranking and chunking helpers shared by
+every metric.
 
 Every check raises one ``ValueError`` / ``TypeError`` naming the argument and the expected form,
 before any work starts (DESIGN.md, "Errors").
@@ -6,6 +7,7 @@ before any work starts (DESIGN.md, "Errors").
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 
 import torch
@@ -89,11 +91,6 @@ def check_choice(value: str, name: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-def check_same_batch(name: str, t: Tensor, batch: int) -> None:
-    if t.shape[0] != batch:
-        raise ValueError(f"{name} has batch size {t.shape[0]}, expected {batch}")
-
-
 def check_spatial(name: str, a: Tensor, x: Tensor) -> None:
     """Attributions ``a`` match images ``x``: same batch and H, W; channels 1 or C."""
     if a.shape[0] != x.shape[0] or tuple(a.shape[-2:]) != tuple(x.shape[-2:]):
@@ -101,6 +98,15 @@ def check_spatial(name: str, a: Tensor, x: Tensor) -> None:
                          f"{tuple(a.shape)} vs x {tuple(x.shape)}")
     if a.ndim == 4 and a.shape[1] not in (1, x.shape[1]):
         raise ValueError(f"{name} must have 1 or {x.shape[1]} channels, got {a.shape[1]}")
+
+
+def average_ranks(s: Tensor) -> Tensor:
+    """1-based ranks of each row ascending, ties get the mean of their ranks (as scipy)."""
+    sorted_s, order = torch.sort(s, dim=1)
+    left = torch.searchsorted(sorted_s, sorted_s, side="left")
+    right = torch.searchsorted(sorted_s, sorted_s, side="right")
+    ranks_sorted = (left + right + 1).to(s.dtype if s.is_floating_point() else torch.float64) / 2
+    return torch.empty_like(ranks_sorted).scatter_(1, order, ranks_sorted)
 
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
@@ -134,30 +140,38 @@ def default_memory_budget(device: torch.device) -> int:
     return GPU_MEMORY_BUDGET if device.type == "cuda" else CPU_MEMORY_BUDGET
 
 
+_BYTES: weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple, int]] = (
+    weakref.WeakKeyDictionary())
+
+
 def bytes_per_sample(model: object, x: Tensor, activation_factor: float = 1.0) -> int:
     """Memory one input costs in a forward pass: its own bytes plus the outputs of every leaf
     module (a safe upper bound on the live activations; ``activation_factor`` scales them, e.g.
-    2 for a backward pass). Measured with forward hooks on one sample; a plain callable that is
-    not an ``nn.Module`` counts its input only."""
+    2 for a backward pass). Measured with forward hooks on one sample, once per model and input
+    shape (cached); a plain callable that is not an ``nn.Module`` counts its input only."""
     own = x[0].numel() * x.element_size()
     if not isinstance(model, torch.nn.Module):
         return own
-    total = 0
+    key = (tuple(x.shape[1:]), x.dtype, x.device)
+    cached = _BYTES.setdefault(model, {})
+    if key not in cached:
+        total = 0
 
-    def hook(module, inputs, output):
-        nonlocal total
-        if isinstance(output, Tensor):
-            total += output.numel() * output.element_size()
+        def hook(module, inputs, output):
+            nonlocal total
+            if isinstance(output, Tensor):
+                total += output.numel() * output.element_size()
 
-    handles = [m.register_forward_hook(hook) for m in model.modules()
-               if next(m.children(), None) is None]
-    try:
-        with torch.no_grad():
-            model(x[:1])
-    finally:
-        for h in handles:
-            h.remove()
-    return own + int(activation_factor * total)
+        handles = [m.register_forward_hook(hook) for m in model.modules()
+                   if next(m.children(), None) is None]
+        try:
+            with torch.no_grad():
+                model(x[:1])
+        finally:
+            for h in handles:
+                h.remove()
+        cached[key] = total
+    return own + int(activation_factor * cached[key])
 
 
 def chunk_size(model: object, x: Tensor, memory_budget: int | None,

@@ -17,6 +17,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from salbench.metrics import registry as R
 from salbench.metrics._checks import check_attributions, check_tensor
 
 EPSILON = 1e-6  # smoothing of P, R, FPR (document 001, section 3.3)
@@ -200,10 +201,7 @@ def soft_five_band(h: Tensor, h0: Tensor, schedule: str | FiveBandSchedule = "st
             raise ValueError(f"schedule must be one of {tuple(SCHEDULES)} or a FiveBandSchedule, "
                              f"got {schedule!r}")
         schedule = SCHEDULES[schedule]
-    if adjust:
-        h = channel_adjust(h, schedule.clamp)
-    else:
-        h = check_tensor(h, "h", (3,))
+    h = channel_adjust(h, schedule.clamp) if adjust else check_tensor(h, "h", (3,))
     s0 = stratify_ground_truth(h0)
     if h.shape != s0.shape:
         raise ValueError(f"h ({tuple(h.shape)} after channel adjustment) and h0 "
@@ -216,3 +214,29 @@ def soft_five_band(h: Tensor, h0: Tensor, schedule: str | FiveBandSchedule = "st
                         per.precision.mean(1), per.precision.amax(1),
                         per.recall.mean(1), per.recall.amax(1),
                         per.fpr, per, per.fpr.mean(0), per.recall.mean(0))
+
+
+def _five_band_result(raw: SoftFiveBand, params) -> tuple[dict, dict, dict]:
+    values = {name: getattr(raw, name) for name in _SCORES}
+    values["fpr_avg"] = raw.fpr.mean(1)
+    schedule = params["schedule"]
+    schedule = SCHEDULES[schedule] if isinstance(schedule, str) else schedule
+    m = torch.arange(len(schedule.t1), dtype=torch.float64)
+    labels = tuple(f"t1={t1:.3g}, t2={t2:.3g}" for t1, t2 in zip(schedule.t1, schedule.t2))
+    curves = {name: R.Curve(m, getattr(raw.per_threshold, name).cpu(), "threshold index m",
+                            labels) for name in FiveBandScores._fields}
+    return values, curves, {}
+
+
+_SCORES = ("accuracy_avg", "accuracy_best", "precision_avg", "precision_best", "recall_avg",
+           "recall_best")
+R.register(
+    "soft_five_band", kind="ground_truth", function=soft_five_band,
+    outputs=[R.Output(name, "higher", R.UNIT, f"{name.split('_')[0]}, "
+                      f"{'mean' if name.endswith('avg') else 'maximum'} over the thresholds")
+             for name in _SCORES]
+    + [R.Output("fpr_avg", "lower", R.UNIT, "false-positive rate, mean over the thresholds")],
+    curves=FiveBandScores._fields, adapt=_five_band_result, cost=R.free, mask="levels",
+    source="document 001, sections 3.3 and 4.1",
+    summary="soft five-band accuracy, precision, recall and FPR against the 0/0.4/0.9 ground "
+            "truth")

@@ -15,7 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from salbench.metrics._checks import check_attributions, check_choice, check_mask, reduce_channels
+from salbench.metrics import registry as R
+from salbench.metrics._checks import (
+    average_ranks,
+    check_attributions,
+    check_mask,
+    reduce_channels,
+)
 
 
 def _prepare(a: Tensor, m: Tensor, reduce: str) -> tuple[Tensor, Tensor]:
@@ -84,47 +90,38 @@ def pointing_game(a: Tensor, m: Tensor, reduce: str = "sum", tolerance: int = 0)
     return (at_max & (mf > 0)).any(1).to(s.dtype)
 
 
-def top_k_intersection(a: Tensor, m: Tensor, k: int, reduce: str = "sum") -> Tensor:
+def top_k_intersection(a: Tensor, m: Tensor, k: int = 1000, reduce: str = "sum") -> Tensor:
     """Top-k intersection (Theiner et al. 2021): share of the k highest-ranked pixels inside the
-    mask, (1/k) Σ_{top k} m. Ties: stable (lower row-major index first)."""
+    mask, (1/k) Σ_{top k} m (default k = 1000, Quantus's). Ties: stable (lower row-major index
+    first)."""
     s, mf = _prepare(a, m, reduce)
     if not isinstance(k, int) or not 1 <= k <= s.shape[1]:
         raise ValueError(f"k must be an integer in [1, {s.shape[1]}] (pixels), got {k!r}")
     return mf.gather(1, _rank_order(s)[:, :k]).mean(1)
 
 
-def iou(a: Tensor, m: Tensor, reduce: str = "sum", threshold: float | None = None,
+def iou(a: Tensor, m: Tensor, reduce: str = "sum", threshold: float = 0.5,
         quantile: float | None = None, relative: bool = True) -> Tensor:
     """Intersection over union of the binarised map and the mask.
 
-    Binarisation (exactly one of): ``threshold``: pixel selected where s ≥ threshold · max(s)
-    (``relative=True``, default) or s ≥ threshold (``relative=False``); ``quantile``: pixels at or
-    above the per-sample q-quantile of s (linear interpolation, torch.quantile). Returns 0 when
-    both the selection and the mask are empty (cannot happen: masks are non-empty).
+    Binarisation: pixels where s ≥ ``threshold`` · max(s) (``relative=True``, default; threshold
+    0.5) or s ≥ ``threshold`` (``relative=False``); when ``quantile`` is given it replaces the
+    threshold: pixels at or above the per-sample q-quantile of s (linear interpolation,
+    torch.quantile). Masks are non-empty, so the union never is.
     """
-    if (threshold is None) == (quantile is None):
-        raise ValueError("iou needs exactly one of threshold= or quantile=")
     if quantile is not None and not 0.0 <= quantile <= 1.0:
         raise ValueError(f"quantile must be in [0, 1], got {quantile!r}")
     s, mf = _prepare(a, m, reduce)
-    if threshold is not None:
-        cut = threshold * s.amax(1, keepdim=True) if relative else torch.full_like(s[:, :1],
-                                                                                    threshold)
-    else:
+    if quantile is not None:
         cut = torch.quantile(s, quantile, dim=1, keepdim=True)
+    elif relative:
+        cut = threshold * s.amax(1, keepdim=True)
+    else:
+        cut = torch.full_like(s[:, :1], threshold)
     sel = (s >= cut).to(s.dtype)
     inter = (sel * mf).sum(1)
     union = ((sel + mf) > 0).to(s.dtype).sum(1)
     return inter / union
-
-
-def _average_ranks(s: Tensor) -> Tensor:
-    """1-based ranks of each row ascending, ties get the mean of their ranks (as scipy)."""
-    sorted_s, order = torch.sort(s, dim=1)
-    left = torch.searchsorted(sorted_s, sorted_s, side="left")
-    right = torch.searchsorted(sorted_s, sorted_s, side="right")
-    ranks_sorted = (left + right + 1).to(s.dtype if s.is_floating_point() else torch.float64) / 2
-    return torch.empty_like(ranks_sorted).scatter_(1, order, ranks_sorted)
 
 
 def auroc(a: Tensor, m: Tensor, reduce: str = "sum") -> Tensor:
@@ -136,7 +133,7 @@ def auroc(a: Tensor, m: Tensor, reduce: str = "sum") -> Tensor:
     n_neg = s.shape[1] - n_pos
     if bool((n_neg == 0).any()):
         raise ValueError("m covers the whole image for some samples; AUROC needs negatives")
-    ranks = _average_ranks(s.double())
+    ranks = average_ranks(s.double())
     u = (ranks * mf.double()).sum(1) - n_pos.double() * (n_pos.double() + 1) / 2
     return (u / (n_pos.double() * n_neg.double())).to(s.dtype)
 
@@ -159,19 +156,27 @@ def average_precision(a: Tensor, m: Tensor, reduce: str = "sum") -> Tensor:
     return ((gain / n_pos[:, None]) * (tp / count)).sum(1).to(s.dtype)
 
 
-GROUND_TRUTH_METRICS = {
-    "top_k_precision": top_k_precision,
-    "relevance_rank_accuracy": relevance_rank_accuracy,
-    "relevance_mass_accuracy": relevance_mass_accuracy,
-    "pointing_game": pointing_game,
-    "top_k_intersection": top_k_intersection,
-    "iou": iou,
-    "auroc": auroc,
-    "average_precision": average_precision,
-}
+def _register(name: str, function, summary: str, source: str,
+              output_range: tuple[float, float] = R.UNIT) -> None:
+    R.register(name, kind="ground_truth", function=function,
+               outputs=[R.Output(name, "higher", output_range, summary)],
+               adapt=R.single(name), cost=R.free, source=source, summary=summary)
 
 
-def ground_truth_metric(name: str):
-    """The ground-truth metric function called ``name``."""
-    check_choice(name, "metric", tuple(GROUND_TRUTH_METRICS))
-    return GROUND_TRUTH_METRICS[name]
+_register("top_k_precision", top_k_precision, "share of the n most intense pixels inside the "
+          "mask, n = mask size", "document 000, section 2.5")
+_register("relevance_rank_accuracy", relevance_rank_accuracy, "= top_k_precision",
+          "Arras et al. 2022")
+_register("relevance_mass_accuracy", relevance_mass_accuracy, "share of the relevance mass "
+          "inside the mask (in [0, 1] for non-negative maps)", "Arras et al. 2022",
+          R.UNBOUNDED)
+_register("pointing_game", pointing_game, "1 if a maximum lies in the (dilated) mask",
+          "Zhang et al. 2018")
+_register("top_k_intersection", top_k_intersection, "share of the k most intense pixels "
+          "inside the mask", "Theiner et al. 2021")
+_register("iou", iou, "intersection over union of the thresholded map and the mask",
+          "Quantus, localisation")
+_register("auroc", auroc, "ROC AUC of the map's values as scores of the mask's pixels",
+          "Quantus, localisation")
+_register("average_precision", average_precision, "average precision of the map's values for "
+          "the mask's pixels", "Quantus, localisation")

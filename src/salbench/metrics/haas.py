@@ -11,6 +11,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from salbench.metrics import registry as R
 from salbench.metrics._checks import (
     check_attributions,
     check_choice,
@@ -66,9 +67,10 @@ def haas(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *,
     """HAAS (document 003, section 2.2.3): per-sample correctness on x and on HA, and
     HAAS = Acc(HA) / Acc(x) over the batch (eq. 10). ``input_range``: the value range of the
     model's inputs ((−1, 1) in document 003, whose images are scaled to [−1, 1]). ``a``
-    ``[B, 1|C, H, W]`` is normalised per sample by ``attribution_norm`` (:func:`normalise_attributions`;
-    the document says only "normalized to [−1, 1]"; max-abs keeps the sign of the evidence).
-    The 2B forward passes run in chunks bounded by ``memory_budget`` (bytes).
+    ``[B, 1|C, H, W]`` is normalised per sample by ``attribution_norm``
+    (:func:`normalise_attributions`; the document says only "normalized to [−1, 1]"; max-abs keeps
+    the sign of the evidence). The 2B forward passes run in chunks bounded by ``memory_budget``
+    (bytes).
     """
     check_images(x)
     check_targets(y, x.shape[0])
@@ -84,3 +86,16 @@ def haas(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *,
         ratio = correct_ha.mean() / correct.mean() if bool(correct.any()) else torch.tensor(
             float("nan"))
         return HaasResult(correct, correct_ha, ha, ratio)
+
+
+R.register(
+    "haas", kind="model", function=haas,
+    outputs=[R.Output("correct_x", "none", R.UNIT, "1 if the model classifies x correctly"),
+             R.Output("correct_ha", "higher", R.UNIT, "1 if it classifies the heatmap-assisted "
+                      "image HA correctly"),
+             R.Output("haas", "higher", R.NON_NEGATIVE, "Acc(HA) / Acc(x) over the scored "
+                      "samples (eq. 10)", level="set")],
+    adapt=lambda raw, p: ({"correct_x": raw.correct, "correct_ha": raw.correct_ha}, {},
+                          {"haas": float(raw.haas)}),
+    cost=R.forward_passes(2), source="document 003, section 2.2.3", labels="true",
+    summary="heatmap-assisted accuracy score")

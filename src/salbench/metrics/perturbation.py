@@ -26,15 +26,16 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from salbench.metrics import registry as R
 from salbench.metrics._checks import (
     ScoreFn,
     check_attributions,
@@ -159,7 +160,8 @@ class ConstantFill:
 @dataclass(frozen=True)
 class UniformFill:
     """Uniform noise in [low, high), independent per pixel and channel, drawn once per image from
-    ``seed`` (each flipped pixel keeps its value; document 003's public code draws once per image)."""
+    ``seed`` (each flipped pixel keeps its value; document 003's public code draws once per
+    image)."""
 
     low: float
     high: float
@@ -210,7 +212,8 @@ class TeleaFill:
     def __call__(self, x: Tensor, mask: Tensor | None) -> Tensor:
         images = np.ascontiguousarray(x.detach().float().cpu().numpy())
         masks = mask[:, 0].cpu().numpy()
-        out = inpaint_telea_parallel(images, masks, self.radius, self.workers or os.cpu_count() or 1)
+        out = inpaint_telea_parallel(images, masks, self.radius,
+                                     self.workers or os.cpu_count() or 1)
         return torch.from_numpy(out).to(x.device, x.dtype)
 
 
@@ -285,7 +288,8 @@ def make_fill(fill: str | float | Fill, input_range: tuple[float, float], seed: 
         return fill
     check_choice(fill, "fill", FILLS)
     lo, hi = input_range
-    return {"gray": lambda: ConstantFill((lo + hi) / 2), "uniform": lambda: UniformFill(lo, hi, seed),
+    return {"gray": lambda: ConstantFill((lo + hi) / 2),
+            "uniform": lambda: UniformFill(lo, hi, seed),
             "mean": MeanFill, "blur": BlurFill, "inpaint-telea": TeleaFill,
             "inpaint-fast": FastInpaintFill}[fill]()
 
@@ -361,6 +365,18 @@ def area_under_curve(curves: Tensor, fractions: Tensor) -> Tensor:
     return ((curves[:, 1:] + curves[:, :-1]) / 2 * dx).sum(1)
 
 
+def _check_range(input_range: object) -> tuple[float, float]:
+    """``input_range`` = (low, high) of the model's inputs, low < high (shared by every metric
+    that fills or rescales inputs)."""
+    try:
+        lo, hi = (float(v) for v in input_range)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise ValueError(f"input_range must be (low, high), got {input_range!r}") from None
+    if not hi > lo:
+        raise ValueError(f"input_range must be (low, high) with high > low, got {input_range!r}")
+    return lo, hi
+
+
 def _check_common(model: nn.Module, x: Tensor, y: Tensor, a: Tensor) -> None:
     if not isinstance(model, nn.Module) and not callable(model):
         raise TypeError(f"model must be a torch.nn.Module or callable, got {type(model).__name__}")
@@ -372,7 +388,7 @@ def _check_common(model: nn.Module, x: Tensor, y: Tensor, a: Tensor) -> None:
 
 def region_perturbation(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *, patch: int = 8,
                         order: str = "morf", fill: str | float | Fill = "gray",
-                        steps: str = "linear:1", input_range: tuple[float, float] = (0.0, 1.0),
+                        steps: str = "square", input_range: tuple[float, float] = (0.0, 1.0),
                         reduce: str = "sum", patch_score: str = "sum", repeated: bool = True,
                         last_step_gray: bool = False, score: str | ScoreFn = "logit",
                         seed: int = 0,
@@ -382,8 +398,9 @@ def region_perturbation(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *, pa
     ``a`` ``[B, C|1, H, W]`` is reduced over channels by ``reduce``; patches (``patch`` × ``patch``,
     non-overlapping, a smaller last row/column when ``patch`` does not divide the image) are
     scored by the ``sum`` (or ``mean``) of the reduced map inside them and flipped in ``order``
-    (``morf``, ``lrf``, ``random`` from ``seed``) on the ``steps`` schedule (:func:`step_counts`),
-    all channels of a flipped pixel together. ``fill``: see :func:`make_fill` (``gray`` is the
+    (``morf``, ``lrf``, ``random`` from ``seed``) on the ``steps`` schedule (:func:`step_counts`;
+    default ``square``, document 002's k² patches after step k: √P steps for P patches), all
+    channels of a flipped pixel together. ``fill``: see :func:`make_fill` (``gray`` is the
     midpoint of ``input_range``). ``repeated``: re-fill earlier patches at every step (module
     docstring). ``last_step_gray``: the last point is the all-gray image, whatever the fill.
     ``score``: ``logit`` or ``probability`` of class ``y``, or a callable ``(outputs, y) -> [N]``.
@@ -398,7 +415,7 @@ def region_perturbation(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *, pa
     if not isinstance(patch, int) or not 1 <= patch <= min(x.shape[-2:]):
         raise ValueError(f"patch must be an integer side length in [1, {min(x.shape[-2:])}], "
                          f"got {patch!r}")
-    lo, hi = input_range
+    lo, hi = _check_range(input_range)
     fill_fn = make_fill(fill, input_range, seed)
     with torch.inference_mode():
         s = reduce_channels(a, reduce)
@@ -412,21 +429,30 @@ def region_perturbation(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *, pa
         return PerturbationCurves(area_under_curve(curves, fractions), curves, fractions)
 
 
-def pixel_flipping(model: nn.Module, x: Tensor, y: Tensor, a: Tensor,
-                   **params) -> PerturbationCurves:
-    """Pixel flipping (Bach et al. 2015): :func:`region_perturbation` with ``patch=1``."""
-    return region_perturbation(model, x, y, a, patch=1, **params)
+def pixel_flipping(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *, order: str = "morf",
+                   fill: str | float | Fill = "gray", steps: str = "square",
+                   input_range: tuple[float, float] = (0.0, 1.0), reduce: str = "sum",
+                   repeated: bool = True, last_step_gray: bool = False,
+                   score: str | ScoreFn = "logit", seed: int = 0,
+                   memory_budget: int | None = None) -> PerturbationCurves:
+    """Pixel flipping (Bach et al. 2015): :func:`region_perturbation` with ``patch=1`` (the
+    ``square`` schedule flips k² pixels after step k: H steps for an H × H image)."""
+    return region_perturbation(model, x, y, a, patch=1, order=order, fill=fill, steps=steps,
+                               input_range=input_range, reduce=reduce, repeated=repeated,
+                               last_step_gray=last_step_gray, score=score, seed=seed,
+                               memory_budget=memory_budget)
 
 
 def aopc(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *, region: int = 16,
-         fill: str | float | Fill = "uniform", low: float = -1.0, high: float = 1.0,
+         fill: str | float | Fill = "uniform", input_range: tuple[float, float] = (-1.0, 1.0),
          steps: int | None = None, reduce: str = "sum", score: str | ScoreFn = "probability",
          seed: int = 0, memory_budget: int | None = None) -> PerturbationCurves:
     """AOPC of document 003 (section 2.2.1, eq. 7; settings of section 4.3).
 
     The map is average-pooled to ``region`` × ``region`` regions (56, 28, 21, 16 for 224 px give
     4×4, 8×8, 11×11, 14×14 heatmaps), regions are perturbed most relevant first, cumulatively
-    (x⁽ᵏ⁾ = g(x⁽ᵏ⁻¹⁾, r_k)), with uniform noise in [low, high] drawn once per image (NOTES.md:
+    (x⁽ᵏ⁾ = g(x⁽ᵏ⁻¹⁾, r_k)), with uniform noise over ``input_range`` (document 003: [−1, 1])
+    drawn once per image (NOTES.md:
     the public code reuses it across steps; each region is replaced by fresh noise once);
     f is the class probability of ``y``. Per sample
     AOPC = 1/(L+1) Σ_{k=1}^{L} [f(x⁰) − f(xᵏ)], L = ``steps`` (default: all regions).
@@ -437,7 +463,7 @@ def aopc(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *, region: int = 16,
     if not isinstance(region, int) or not 1 <= region <= min(x.shape[-2:]):
         raise ValueError(f"region must be an integer side length in [1, {min(x.shape[-2:])}], "
                          f"got {region!r}")
-    fill_fn = make_fill(fill, (low, high), seed)
+    fill_fn = make_fill(fill, _check_range(input_range), seed)
     with torch.inference_mode():
         s = reduce_channels(a, reduce)
         scores = patch_scores(s, region, "mean")
@@ -454,8 +480,47 @@ def aopc(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *, region: int = 16,
         return PerturbationCurves(value, curves, fractions)
 
 
-PERTURBATION_METRICS: dict[str, Callable[..., PerturbationCurves]] = {
-    "region_perturbation": region_perturbation,
-    "pixel_flipping": pixel_flipping,
-    "aopc": aopc,
-}
+def _auc_direction(params: Mapping[str, Any]) -> str:
+    """MoRF: lower is better (the score should fall fast); LRF: higher; random: ranks nothing."""
+    return {"morf": "lower", "lrf": "higher"}.get(params["order"], "none")
+
+
+def _curve_result(raw: PerturbationCurves, params: Mapping[str, Any], output: str,
+                  x_name: str) -> tuple[dict, dict, dict]:
+    curve = R.Curve(raw.fractions.double(), raw.curves.double().cpu(), x_name)
+    return {output: raw.scores}, {"score": curve}, {}
+
+
+def _steps_cost(params: Mapping[str, Any], shape: tuple[int, int, int], model=None) -> R.Cost:
+    patch = params.get("patch", 1)
+    n = math.ceil(shape[1] / patch) * math.ceil(shape[2] / patch)
+    return R.Cost(forward=len(step_counts(params["steps"], n)) + 1)
+
+
+def _aopc_cost(params: Mapping[str, Any], shape: tuple[int, int, int], model=None) -> R.Cost:
+    n = math.ceil(shape[1] / params["region"]) * math.ceil(shape[2] / params["region"])
+    return R.Cost(forward=(params["steps"] or n) + 1)
+
+
+def _auc_range(params: Mapping[str, Any]) -> tuple[float, float]:
+    return R.UNIT if params["score"] == "probability" else R.UNBOUNDED
+
+
+for _name, _fn, _source in (
+        ("region_perturbation", region_perturbation, "document 002, sections 2.2 and 3.3"),
+        ("pixel_flipping", pixel_flipping, "Bach et al. 2015; document 002, section 2.2")):
+    R.register(_name, kind="model", function=_fn,
+               outputs=[R.Output("auc", _auc_direction, _auc_range,
+                                 "area under the model-score curve over the flipped fraction")],
+               curves=["score"], cost=_steps_cost, source=_source,
+               adapt=lambda raw, p: _curve_result(raw, p, "auc", "fraction flipped"),
+               summary="model score as the most (MoRF) or least (LRF) relevant patches are "
+                       "replaced")
+R.register("aopc", kind="model", function=aopc,
+           outputs=[R.Output("aopc", "higher", lambda p: (-1.0, 1.0) if p["score"] ==
+                             "probability" else R.UNBOUNDED,
+                             "mean drop of the class probability as regions are perturbed, "
+                             "most relevant first")],
+           curves=["score"], cost=_aopc_cost, source="document 003, sections 2.2.1 and 4.3",
+           adapt=lambda raw, p: _curve_result(raw, p, "aopc", "fraction perturbed"),
+           summary="area over the MoRF perturbation curve")

@@ -13,6 +13,7 @@ import torch
 from skimage.morphology import convex_hull_image
 from torch import Tensor, nn
 
+from salbench.metrics import registry as R
 from salbench.metrics._checks import (
     ScoreFn,
     check_attributions,
@@ -105,3 +106,56 @@ def occlusion_sensitivity(model: nn.Module, x: Tensor, y: Tensor, m: Tensor, *,
         out = read(forward_chunks(model, torch.cat([x, x * (1 - mf)]), memory_budget),
                    torch.cat([y, y]))
         return (out[: len(x)] - out[len(x):]).abs() / mf.flatten(1).sum(1)
+
+
+def _masked_sensitivity(model: nn.Module, x: Tensor, y: Tensor, m: Tensor, score: str | ScoreFn,
+                        memory_budget: int | None) -> Tensor:
+    """:func:`occlusion_sensitivity` where ``m`` is non-empty, NaN where it is empty (RS divides
+    by the mask's area)."""
+    out = torch.full((len(x),), float("nan"), dtype=torch.float64, device=x.device)
+    valid = torch.nonzero(m.flatten(1).sum(1) > 0).flatten()
+    if len(valid):
+        out[valid] = occlusion_sensitivity(model, x[valid], y[valid], m[valid], score=score,
+                                           memory_budget=memory_budget).double()
+    return out
+
+
+def hull_sensitivity(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *,
+                     keep: float | None = 0.5, threshold: float | None = None,
+                     reduce: str = "abs-sum", score: str | ScoreFn = "logit",
+                     memory_budget: int | None = None) -> Tensor:
+    """RS(x, M) with M = :func:`hull_mask` of ``a`` (document 004, eq. 2 with M_GAD when ``a``
+    is a GAD map): influence per pixel of the region the map marks; NaN for an empty hull."""
+    m = hull_mask(a, keep, threshold, reduce)
+    return _masked_sensitivity(model, x, y, m, score, memory_budget)
+
+
+def supplementary_sensitivity(model: nn.Module, x: Tensor, y: Tensor, a: Tensor,
+                              reference: Tensor, *, keep: float | None = 0.5,
+                              threshold: float | None = None, reduce: str = "abs-sum",
+                              score: str | ScoreFn = "logit",
+                              memory_budget: int | None = None) -> Tensor:
+    """RS(x, M_ref − M_a) (document 004, section 5: M_Orig − M_GAD with ``reference`` the base
+    method's map and ``a`` the GAD map): influence per pixel of what ``a`` left out; NaN where
+    that region is empty."""
+    m = supplementary_mask(hull_mask(reference, keep, threshold, reduce),
+                           hull_mask(a, keep, threshold, reduce))
+    return _masked_sensitivity(model, x, y, m, score, memory_budget)
+
+
+_GAD = "document 004, sections 5 and 6"
+R.register("complexity_ratio", kind="map_pair", function=complexity_ratio,
+           outputs=[R.Output("complexity_ratio", "lower", R.NON_NEGATIVE,
+                             "A(CH_a) / A(CH_reference); < 1: a's important region is smaller")],
+           adapt=R.single("complexity_ratio"), cost=R.free, source=_GAD,
+           summary="convex-hull area ratio of the important pixels of two maps (RC)")
+R.register("hull_sensitivity", kind="model", function=hull_sensitivity,
+           outputs=[R.Output("hull_sensitivity", "higher", R.NON_NEGATIVE,
+                             "|f_a(x) − f_a(x·(1 − M))| / ΣM for M the map's hull")],
+           adapt=R.single("hull_sensitivity"), cost=R.forward_passes(2), source=_GAD,
+           summary="occlusion sensitivity RS of the convex hull of the map's important pixels")
+R.register("supplementary_sensitivity", kind="model_pair", function=supplementary_sensitivity,
+           outputs=[R.Output("supplementary_sensitivity", "lower", R.NON_NEGATIVE,
+                             "RS of M_reference − M_a: what the map left out should matter less")],
+           adapt=R.single("supplementary_sensitivity"), cost=R.forward_passes(2), source=_GAD,
+           summary="occlusion sensitivity RS of the reference hull minus the map's hull")

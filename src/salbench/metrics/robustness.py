@@ -17,6 +17,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from salbench.metrics import registry as R
 from salbench.metrics._checks import (
     check_attributions,
     check_choice,
@@ -115,3 +116,21 @@ def avg_sensitivity(model: nn.Module, x: Tensor, y: Tensor, explain_fn: ExplainF
     """Avg-sensitivity (Yeh et al. 2019): the mean of ‖Φ(x) − Φ(x + δ)‖_F over the sampled δ."""
     d = sensitivity_distances(model, x, y, explain_fn, **params)
     return Sensitivity(d.mean(1), d)
+
+
+def _sensitivity_cost(params, shape, model=None) -> R.Cost:
+    return R.Cost(forward=1.0, explanations=float(params["n_samples"]))
+
+
+_SENSITIVITY_PARAMS = {"radius": 0.2, "n_samples": 20, "relative": False, "target": "predicted",
+                       "noise": None, "seed": 0, "memory_budget": None}
+for _name, _fn, _summary, _how in (
+        ("max_sensitivity", max_sensitivity, "largest", "max"),
+        ("avg_sensitivity", avg_sensitivity, "mean", "mean")):
+    R.register(
+        _name, kind="explainer", function=_fn, params=_SENSITIVITY_PARAMS,
+        outputs=[R.Output(_name, "lower", R.NON_NEGATIVE, f"{_summary} ‖Φ(x) − Φ(x + δ)‖_F over "
+                          "the sampled δ (relative: divided by ‖Φ(x)‖_F)")],
+        adapt=lambda raw, p, name=_name: ({name: raw.scores}, {}, {}), cost=_sensitivity_cost,
+        source="Yeh et al. 2019; document 003, section 2.2.2",
+        summary=f"{_how} change of the explanation under uniform input noise of radius r")

@@ -20,14 +20,15 @@ import torch.nn.functional as F
 from skimage.feature import hog
 from torch import Tensor, nn
 
+from salbench.metrics import registry as R
 from salbench.metrics._checks import (
+    average_ranks,
     check_attributions,
     check_choice,
     check_images,
     check_targets,
     reduce_channels,
 )
-from salbench.metrics.groundtruth import _average_ranks
 
 ExplainFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
 SIMILARITIES = ("spearman", "ssim", "hog")
@@ -45,7 +46,7 @@ def _pearson(u: Tensor, v: Tensor) -> Tensor:
 def spearman(a: Tensor, b: Tensor) -> Tensor:
     """Spearman rank correlation of each pair of flattened maps ``[B, ...]`` (mid-ranks for ties,
     as scipy); 0 where a map is constant."""
-    return _pearson(_average_ranks(a.flatten(1).double()), _average_ranks(b.flatten(1).double()))
+    return _pearson(average_ranks(a.flatten(1).double()), average_ranks(b.flatten(1).double()))
 
 
 def ssim(a: Tensor, b: Tensor, data_range: Tensor | float | None = None,
@@ -57,7 +58,10 @@ def ssim(a: Tensor, b: Tensor, data_range: Tensor | float | None = None,
     if data_range is None:
         both = torch.cat([a, b], 1).flatten(1)
         data_range = (both.amax(1) - both.amin(1)).view(-1, 1, 1, 1)
-    mean = lambda t: F.avg_pool2d(t, win_size, stride=1)
+
+    def mean(t: Tensor) -> Tensor:
+        return F.avg_pool2d(t, win_size, stride=1)
+
     n = win_size**2
     cov_norm = n / (n - 1)
     ua, ub = mean(a), mean(b)
@@ -148,3 +152,28 @@ def model_randomisation(model: nn.Module, x: Tensor, y: Tensor, explain_fn: Expl
         for sim in similarities:
             scores[sim].append(_similarity(sim, original, perturbed).to(x.dtype))
     return Randomisation(names, {k: torch.stack(v) for k, v in scores.items()})
+
+
+def _randomisation_result(raw: Randomisation, params) -> tuple[dict, dict, dict]:
+    x = torch.arange(1, len(raw.layers) + 1, dtype=torch.float64)
+    curves = {sim: R.Curve(x, values.T.double().cpu(), "layers randomised", tuple(raw.layers))
+              for sim, values in raw.scores.items()}
+    return {sim: values.mean(0) for sim, values in raw.scores.items()}, curves, {}
+
+
+def _randomisation_cost(params, shape, model=None) -> R.Cost:
+    if params["layers"] is not None:
+        layers = len(params["layers"])
+    else:
+        layers = len(randomisable_layers(model)) if model is not None else float("nan")
+    return R.Cost(explanations=float(layers))
+
+
+R.register(
+    "model_randomisation", kind="explainer", function=model_randomisation,
+    outputs=[R.Output(sim, "lower", (-1.0, 1.0), f"{sim} similarity of the original and the "
+                      "randomised model's maps, mean over the randomised layers")
+             for sim in SIMILARITIES],
+    curves=SIMILARITIES, adapt=_randomisation_result, cost=_randomisation_cost,
+    source="Adebayo et al. 2018", summary="model parameter randomisation test: maps should "
+    "change as layers are re-initialised")

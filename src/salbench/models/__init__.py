@@ -19,7 +19,13 @@ from salbench.models.selection import (
     classification_scores,
     select_top_k,
 )
-from salbench.models.surgery import make_explainable, to_conv_flatten_fc, to_gap_fc
+from salbench.models.surgery import (
+    build_spec,
+    make_explainable,
+    randomise_biases,
+    to_conv_flatten_fc,
+    to_gap_fc,
+)
 from salbench.models.training import (
     PRESETS,
     FitResult,
@@ -27,19 +33,18 @@ from salbench.models.training import (
     TrainingDivergedError,
     evaluate,
     fit,
-    fit_branches,
-    fit_grid,
     predict,
     preset,
 )
-from salbench.models.zoo import ARCHITECTURES, ModelSpec, build, replace_head, spec_of
+from salbench.models.zoo import ARCHITECTURES, HEADS, ModelSpec, build, replace_head, spec_of
 
 __all__ = [
-    "ARCHITECTURES", "DEGREES", "PRESETS", "FitResult", "ModelSpec", "TrainConfig",
-    "TrainingDivergedError", "accuracy_matched", "blocks", "build", "classification_scores",
-    "data_hash", "evaluate", "fit", "fit_branches", "fit_grid", "freeze_for_degree", "head", "load",
+    "ARCHITECTURES", "DEGREES", "HEADS", "PRESETS", "FitResult", "ModelSpec", "TrainConfig",
+    "TrainingDivergedError", "accuracy_matched", "blocks", "build", "build_spec",
+    "classification_scores", "data_hash", "evaluate", "fit", "freeze_for_degree", "head", "load",
     "make_explainable", "natural_image_corpus", "predict", "preset", "pretrained_model",
-    "read_metadata", "replace_head", "save", "select_top_k", "set_trainable", "spec_of",
+    "randomise_biases", "read_metadata", "replace_head", "save", "select_top_k", "set_trainable",
+    "spec_of",
     "to_conv_flatten_fc", "to_gap_fc", "trainable_modules", "trainable_parameter_names",
     "within_domain_corpus",
 ]

@@ -74,7 +74,8 @@ def head(model: nn.Module) -> list[str]:
 
 
 def degree_to_blocks(degree: str | int, n_blocks: int) -> int:
-    """Number of trained blocks for a degree: ``"3conv"`` or ``3`` -> 3; ``"all"`` -> ``n_blocks``."""
+    """Number of trained blocks for a degree: ``"3conv"`` or ``3`` -> 3; ``"all"`` ->
+    ``n_blocks``."""
     if degree == "all":
         return n_blocks
     if isinstance(degree, str) and degree.endswith("conv") and degree[:-4].isdigit():

@@ -2,8 +2,8 @@
 
 ``save(model, path, meta)`` writes ``path`` (``.safetensors``) whose header metadata holds the JSON
 ``{"spec": ModelSpec, "meta": meta}``, plus a readable copy of that JSON next to it
-(``path.with_suffix(".json")``). ``load(path)`` rebuilds the architecture from the spec (``build``,
-then the recorded surgery and ``make_explainable``) and loads the weights strictly, so the loaded
+(``path.with_suffix(".json")``). ``load(path)`` rebuilds the architecture from the spec
+(:func:`salbench.models.surgery.build_spec`) and loads the weights strictly, so the loaded
 model computes exactly what the saved one did. ``meta`` is free-form JSON: the training pipeline
 stores classes, normalisation, the training config, metrics, seed and ``data_hash``.
 """
@@ -19,8 +19,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from salbench.models.surgery import make_explainable, to_conv_flatten_fc, to_gap_fc
-from salbench.models.zoo import ModelSpec, build, spec_of
+from salbench.models.surgery import build_spec
+from salbench.models.zoo import ModelSpec, spec_of
 
 FORMAT = "salbench-checkpoint-1"
 
@@ -35,7 +35,7 @@ def save(model: nn.Module, path: str | Path, meta: dict | None = None) -> Path:
     if path.suffix != ".safetensors":
         path = path.with_name(path.name + ".safetensors")
     try:
-        header = json.dumps({"format": FORMAT, "spec": spec.to_dict(), "meta": meta or {}})
+        header = json.dumps({"format": FORMAT, "spec": spec.model_dump(), "meta": meta or {}})
     except TypeError as err:
         raise ValueError(f"meta must be JSON-serialisable: {err}") from None
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,28 +57,13 @@ def read_metadata(path: str | Path) -> dict:
     return json.loads(header)
 
 
-def rebuild(spec: ModelSpec) -> nn.Module:
-    """An untrained model with exactly ``spec``'s architecture (weights are not loaded)."""
-    model = build(spec.arch, spec.num_classes, spec.in_channels, spec.input_size, spec.width)
-    if spec.head == "conv_flatten_fc":
-        model = to_conv_flatten_fc(model)
-    elif spec.head == "gap_fc":
-        model = to_gap_fc(model)
-    elif spec.head != "classifier":
-        raise ValueError(f"unknown head {spec.head!r} in model spec")
-    if spec.explainable:
-        model = make_explainable(model)
-    model.salbench_spec = spec
-    return model
-
-
 def load(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild the saved model (eval mode, on ``device``) and return ``(model, meta)``."""
     header = read_metadata(path)
     if header.get("format") != FORMAT:
         raise ValueError(f"{path}: unknown checkpoint format {header.get('format')!r}")
-    spec = ModelSpec.from_dict(header["spec"])
-    model = rebuild(spec)
+    spec = ModelSpec.parse(header["spec"])
+    model = build_spec(spec, load_weights=False)
     with safe_open(str(path), framework="pt") as f:
         state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open, not a dict)
     model.load_state_dict(state, strict=True)

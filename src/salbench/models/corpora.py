@@ -19,7 +19,6 @@ ImageNet's low-level ones without being MRI-like. Masks hold the object's suppor
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -77,7 +76,8 @@ def natural_image_corpus(n: int, seed: int = 0, size: int = 64, channels: int = 
     """The generated natural-image-like corpus (module docstring): ``n`` images of ``size`` px.
 
     Returns a ``GroundTruthDataset`` with ``x`` float32 ``[n, channels, size, size]`` in [0, 1],
-    ``y`` in ``0..5`` (``NATURAL_CLASSES``, balanced), object masks and a random train/val/test split.
+    ``y`` in ``0..5`` (``NATURAL_CLASSES``, balanced), object masks and a random train/val/test
+    split.
     """
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
@@ -134,7 +134,7 @@ def pretrained_model(arch: str, corpus: str, num_classes: int, in_channels: int 
     epochs). The returned model's class-score layer is new (``num_classes`` outputs), as in
     document 000, section 2.3. ``corpus_params`` go to the corpus generator (e.g. ``{"label":
     "sex", "backgrounds": DIR, "demographics": CSV}`` for within-domain). ``info`` says ``source``
-    and, when trained, the pre-training scores.
+    and, when trained, the pre-training scores on the validation split and its size.
     """
     if corpus not in CORPORA:
         raise ValueError(f"corpus must be one of {CORPORA}, got {corpus!r}")
@@ -162,7 +162,7 @@ def pretrained_model(arch: str, corpus: str, num_classes: int, in_channels: int 
     target = build(arch, len(data.classes), in_channels, input_size, width)
     target.load_state_dict(model.state_dict())
     target = replace_head(target.cpu(), num_classes)
-    target.salbench_spec = dataclasses.replace(spec_of(target), weights=f"pretrained:{corpus}")
+    target.salbench_spec = spec_of(target).model_copy(update={"weights": f"pretrained:{corpus}"})
     info = {"source": corpus, "corpus": data.name, "n": n, "pretrain_scores": result.val_scores,
-            "pretrain_stop_reason": result.stop_reason}
+            "pretrain_val_n": len(data.split("val")), "pretrain_stop_reason": result.stop_reason}
     return target, info

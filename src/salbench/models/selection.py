@@ -30,9 +30,11 @@ def _check(scores: torch.Tensor, y: torch.Tensor) -> None:
 
 
 def confusion_matrix(pred: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """``C[i, j]`` = number of samples of true class ``i`` predicted as ``j`` (int64 ``[K, K]``)."""
+    """``C[i, j]`` = number of samples of true class ``i`` predicted as ``j`` (int64
+    ``[K, K]``)."""
     idx = y.long() * num_classes + pred.long()
-    return torch.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    counts = torch.bincount(idx, minlength=num_classes * num_classes)
+    return counts.reshape(num_classes, num_classes)
 
 
 def per_class_recall(pred: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -7,26 +7,34 @@
   trailing non-convolutional layers of the convolutional part are removed, global average pooling
   is replaced by Flatten and the dense classifier by one linear layer.
 - ``to_gap_fc(model)``: *Conv - GAP - Class scores*, the CAM architecture (document 003, 2.1).
+- ``build_spec(spec)``: the model a :class:`~salbench.models.zoo.ModelSpec` describes (``build``,
+  then its added conv layers, head surgery and ``make_explainable``).
+- ``add_conv_layers(model, added)``: AlexNet (or VGG) with extra 3×3 conv layers (document 001,
+  section 4.1).
+- ``fold_normalisation(model)``: a VGG whose first convolution absorbs the ImageNet input
+  normalisation, so it takes pixel-space inputs (document 002's torchvision VGG-16).
+- ``randomise_biases(model, std, seed)``: biases drawn from N(0, std²), so an untrained model is
+  no longer positively homogeneous (document 003's table 1, Dense row).
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 from collections import OrderedDict
 
 import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from salbench.models.zoo import ModelSpec, spec_of
+from salbench.models.zoo import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, build, spec_of
 
 _INPLACE_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.Hardtanh,
                         nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Mish, nn.RReLU, nn.Threshold)
 
 
 class ExplainableBasicBlock(BasicBlock):
-    """``BasicBlock`` with one ReLU module per call site: ``relu1`` after ``bn1``, ``relu`` after the sum.
+    """``BasicBlock`` with one ReLU module per call site: ``relu1`` after ``bn1``, ``relu`` after
+    the sum.
 
     Still a ``BasicBlock`` (Zennit's ResNet canonizer recognises it). Same function as the original.
     """
@@ -39,7 +47,8 @@ class ExplainableBasicBlock(BasicBlock):
 
 
 class ExplainableBottleneck(Bottleneck):
-    """``Bottleneck`` with ``relu1``, ``relu2`` after ``bn1``, ``bn2`` and ``relu`` after the sum."""
+    """``Bottleneck`` with ``relu1``, ``relu2`` after ``bn1``, ``bn2`` and ``relu`` after the
+    sum."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -152,7 +161,7 @@ def make_explainable(model: nn.Module) -> nn.Module:
     _replace_modules(new)
     spec = getattr(new, "salbench_spec", None)
     if isinstance(spec, ModelSpec):
-        new.salbench_spec = dataclasses.replace(spec, explainable=True)
+        new.salbench_spec = spec.model_copy(update={"explainable": True})
         still = reused_modules(new, example_input(new))
         if still:
             raise ValueError(f"make_explainable could not unshare modules called twice: {still}")
@@ -162,9 +171,10 @@ def make_explainable(model: nn.Module) -> nn.Module:
 def _trim_tail(model: nn.Module, arch: str) -> None:
     """Remove the trailing non-convolutional layers of the convolutional part (document 003, 4.2).
 
-    VGG/AlexNet: the last ReLU and MaxPool2d of ``features``. ResNet-18/34 (``BasicBlock``): the last
-    block's final BatchNorm2d (``bn2``; the ReLU after the residual sum stays, as the document lists
-    only the BatchNorm). ResNet-50 (``Bottleneck``): the last block's ``bn3`` and the ReLU after the sum.
+    VGG/AlexNet: the last ReLU and MaxPool2d of ``features``. ResNet-18/34 (``BasicBlock``): the
+    last block's final BatchNorm2d (``bn2``; the ReLU after the residual sum stays, as the document
+    lists only the BatchNorm). ResNet-50 (``Bottleneck``): the last block's ``bn3`` and the ReLU
+    after the sum.
     """
     if hasattr(model, "features"):
         feats = model.features
@@ -224,7 +234,7 @@ def _surgery(model: nn.Module, head: str) -> nn.Module:
         _set_head(new, nn.Identity(), c * h * w, spec.num_classes)
     else:
         _set_head(new, nn.AdaptiveAvgPool2d((1, 1)), c, spec.num_classes)
-    new.salbench_spec = dataclasses.replace(spec, head=head)
+    new.salbench_spec = spec.model_copy(update={"head": head})
     if spec.explainable:
         _replace_modules(new)
     return new
@@ -251,3 +261,111 @@ def to_gap_fc(model: nn.Module) -> nn.Module:
     new ``Linear(C, num_classes)``; with this head Grad-CAM equals CAM (document 003, table 1).
     """
     return _surgery(model, "gap_fc")
+
+
+def build_spec(spec: ModelSpec, load_weights: bool = True) -> nn.Module:
+    """The model ``spec`` describes: ``build`` (with ``spec.weights`` when ``load_weights``; a
+    checkpoint loads its own), its ``added_conv_layers``, the head surgery of ``spec.head``, then
+    ``make_explainable`` if ``spec.explainable``. ``num_classes``, ``in_channels`` and
+    ``input_size`` must be set."""
+    missing = [k for k in ("num_classes", "in_channels", "input_size") if getattr(spec, k) is None]
+    if missing:
+        raise ValueError(f"model spec needs {missing} to build (ModelSpec.for_data fills them)")
+    model = build(spec.arch, spec.num_classes, spec.in_channels, spec.input_size, spec.width,
+                  weights=spec.weights if load_weights else None)
+    if spec.added_conv_layers:
+        model = add_conv_layers(model, spec.added_conv_layers)
+    if spec.head == "conv_flatten_fc":
+        model = to_conv_flatten_fc(model)
+    elif spec.head == "gap_fc":
+        model = to_gap_fc(model)
+    if spec.explainable:
+        model = make_explainable(model)
+    model.salbench_spec = spec
+    return model
+
+
+class ConstantPad(nn.Module):
+    """Pad every channel of ``[B, C, H, W]`` by ``padding`` pixels with its own constant
+    ``values[c]``."""
+
+    def __init__(self, padding: int, values: torch.Tensor) -> None:
+        super().__init__()
+        self.padding = padding
+        self.register_buffer("values", values.view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.padding
+        return nn.functional.pad(x - self.values, (p, p, p, p)) + self.values
+
+
+def fold_normalisation(model: nn.Module, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> nn.Module:
+    """Fold ``(x − mean) / std`` into the first convolution of a VGG (in place): the model then
+    takes pixel-space inputs in [0, 1] and computes exactly what the original did on normalised
+    ones (document 002 explains torchvision's ImageNet VGG-16 with z^B bounds and a gray value in
+    pixel space). The convolution's zero padding (0 in normalised space = ``mean`` in pixel
+    space) becomes a :class:`ConstantPad` with ``mean``; the order of the conv/linear layers, and
+    so every layer index of an LRP composite, is unchanged."""
+    conv = model.features[0]
+    if not isinstance(conv, nn.Conv2d) or conv.padding[0] != conv.padding[1]:
+        raise ValueError("fold_normalisation needs a VGG whose features[0] is a Conv2d with "
+                         "equal padding")
+    mean_t = torch.tensor(mean, dtype=conv.weight.dtype, device=conv.weight.device)
+    std_t = torch.tensor(std, dtype=conv.weight.dtype, device=conv.weight.device).view(1, -1, 1, 1)
+    with torch.no_grad():
+        conv.bias -= (conv.weight * mean_t.view(1, -1, 1, 1) / std_t).sum((1, 2, 3))
+        conv.weight /= std_t
+    pad = conv.padding[0]
+    conv.padding = (0, 0)
+    model.features[0] = nn.Sequential(ConstantPad(pad, mean_t), conv)
+    return model
+
+
+def add_conv_layers(model: nn.Module, added: int) -> nn.Module:
+    """A copy of an AlexNet (or VGG) from ``build`` with ``added`` extra 3×3 conv + ReLU layers
+    after its last convolution (document 001, section 4.1 and appendix fig. 1: AlexNet with 1…8
+    added convolutional layers). The document does not say where the layers go; salbench inserts
+    them after the last convolution's ReLU, before the last max-pooling, keeping the channel count
+    (padding 1), so the classifier is unchanged. New convolutions get Kaiming-normal weights
+    (fan-out, ReLU) and zero biases, torchvision's initialisation. ``added = 0`` returns an
+    unchanged copy. The spec's ``added_conv_layers`` records the layers, so a checkpoint rebuilds
+    the model."""
+    if not isinstance(added, int) or isinstance(added, bool) or added < 0:
+        raise ValueError(f"added must be a non-negative int (conv layers to add), got {added!r}")
+    spec = spec_of(model)
+    if not isinstance(getattr(model, "features", None), nn.Sequential):
+        raise TypeError(f"add_conv_layers needs a model with a convolutional `features` "
+                         f"sequence (AlexNet, VGG), got {spec.arch!r}")
+    if spec.head != "classifier":
+        raise ValueError("add conv layers before the head surgery (the model has the "
+                         f"{spec.head!r} head)")
+    new = copy.deepcopy(model)
+    layers = list(new.features)
+    last_conv = max(i for i, m in enumerate(layers) if isinstance(m, nn.Conv2d))
+    if last_conv + 1 == len(layers) or not isinstance(layers[last_conv + 1],
+                                                      _INPLACE_ACTIVATIONS):
+        raise ValueError("the last convolution of `features` is not followed by an activation")
+    conv = layers[last_conv]
+    extra = []
+    for _ in range(added):
+        new_conv = nn.Conv2d(conv.out_channels, conv.out_channels, kernel_size=3, padding=1)
+        nn.init.kaiming_normal_(new_conv.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.zeros_(new_conv.bias)
+        extra += [new_conv.to(conv.weight.device), nn.ReLU()]
+    new.features = nn.Sequential(*layers[:last_conv + 2], *extra, *layers[last_conv + 2:])
+    new.salbench_spec = spec.model_copy(
+        update={"added_conv_layers": spec.added_conv_layers + added})
+    return new
+
+
+def randomise_biases(model: nn.Module, std: float, seed: int) -> None:
+    """In place: draw every ``Conv2d``, ``Linear`` and ``BatchNorm2d`` bias from N(0, std²)
+    (generator seeded by ``seed``). An untrained zoo model has zero biases, so a ReLU network is
+    positively homogeneous and gradient ⊙ activation sums to the logit at every layer (Euler's
+    theorem); random biases break that (document 003's Dense row of table 1)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            bias = getattr(module, "bias", None)
+            if isinstance(module, (nn.Conv2d, nn.Linear, nn.BatchNorm2d)) and bias is not None:
+                bias.copy_((torch.randn(bias.shape, generator=g) * std).to(bias.device, bias.dtype))

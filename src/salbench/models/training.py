@@ -22,16 +22,13 @@ The model is trained in place and left on the training device, in eval mode.
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import math
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 import torch
 from pydantic import Field, model_validator
 from torch import nn
@@ -61,12 +58,13 @@ class AugmentConfig(Config):
 
 
 class TrainConfig(Config):
-    """How ``fit`` trains. Defaults are document 000's (section 2.2); see ``PRESETS`` for the others.
+    """How ``fit`` trains. Defaults are document 000's (section 2.2); see ``PRESETS`` for the
+    others.
 
     ``early_stop_limit`` is n_l and ``refresh_fraction`` r_f of document 001, table 1;
-    ``monitored_classes`` are the classes whose mean recall document 003's early stopping watches
-    (``None``: all). ``restore_best``: after ``loss_recall`` stopping, return the weights of the last
-    epoch that improved (the document does not say; salbench's choice).
+    ``monitored_classes`` are the classes whose mean recall document 003's early stopping
+    watches (``None``: all). ``restore_best``: after ``loss_recall`` stopping, return the weights of
+    the last epoch that improved (the document does not say; salbench's choice).
     """
 
     optimizer: Literal["sgd", "adam"] = "sgd"
@@ -295,7 +293,8 @@ class _Batches:
 
 
 def _tensors_of(data) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """``(x, y)`` tensors when ``data`` holds them in memory (tuple, TensorDataset, ``.x``/``.y``)."""
+    """``(x, y)`` tensors when ``data`` holds them in memory (tuple, TensorDataset,
+    ``.x``/``.y``)."""
     if isinstance(data, (tuple, list)):
         if len(data) < 2 or not all(isinstance(t, torch.Tensor) for t in data[:2]):
             raise ValueError("data given as a tuple must be (x, y) or (x, y, masks) tensors")
@@ -605,51 +604,3 @@ def fit(model: nn.Module, train, val=None, config: TrainConfig | None = None) ->
             outputs, targets = predict(model, val_batches, device=device)
             val_scores = classification_scores(outputs, targets)
     return result(stop_reason, val_scores)
-
-
-def fit_branches(base: nn.Module, train, val, config: TrainConfig,
-                 n_branches: int = 5) -> list[tuple[nn.Module, FitResult]]:
-    """Document 001, section 3.2: ``n_branches`` copies of the base model, each trained by ``fit``
-    (typically in regular-evaluation mode) with its own seed ``derive_seed(config.seed, i)``."""
-    if not isinstance(n_branches, int) or n_branches < 1:
-        raise ValueError(f"n_branches must be a positive int, got {n_branches!r}")
-    out = []
-    for i in range(n_branches):
-        branch = copy.deepcopy(base)
-        branch_config = config.model_copy(update={"seed": derive_seed(config.seed, "branch", i)})
-        out.append((branch, fit(branch, train, val, branch_config)))
-    return out
-
-
-def fit_grid(make_model: Callable[[int], nn.Module], train, val, test, config: TrainConfig,
-             seeds: list[int], learning_rates: list[float], out_dir=None
-             ) -> tuple[pd.DataFrame, dict[int, nn.Module]]:
-    """Train one model per (seed, learning rate) and score it on ``test`` (document 000, 2.3/3:
-    15 seeds per degree, several learning rates; select with ``select_top_k``/``accuracy_matched``).
-
-    ``make_model(seed)`` returns the starting model (e.g. a pre-trained, frozen copy). Returns a
-    table with columns ``seed, lr, stop_reason, epochs_run`` and the ``classification_scores`` of
-    the test set, plus ``{row index: model}``; with ``out_dir`` each model is saved there instead
-    (``checkpoint`` column) and the dict stays empty.
-    """
-    from salbench.models.checkpoints import save
-
-    if not seeds or not learning_rates:
-        raise ValueError("seeds and learning_rates must be non-empty lists")
-    rows, models = [], {}
-    for seed in seeds:
-        for lr in learning_rates:
-            model = make_model(seed)
-            cfg = config.model_copy(update={"seed": seed, "lr": lr})
-            result = fit(model, train, val, cfg)
-            row = {"seed": seed, "lr": lr, "stop_reason": result.stop_reason,
-                   "epochs_run": result.epochs_run, **evaluate(model, test)}
-            if out_dir is not None:
-                path = save(model, Path(out_dir) / f"seed{seed}-lr{lr:g}",
-                            {"seed": seed, "lr": lr, "test_scores": row,
-                             "training": cfg.model_dump(mode="json")})
-                row["checkpoint"] = str(path)
-            else:
-                models[len(rows)] = model
-            rows.append(row)
-    return pd.DataFrame(rows), models

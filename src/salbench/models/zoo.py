@@ -19,11 +19,12 @@ checkpoint can rebuild the exact model (``salbench.models.checkpoints``).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
+from typing import Literal
 
 import torch
+from pydantic import ConfigDict, Field
 from torch import nn
 from torchvision.models import get_weight
 from torchvision.models import vgg as tv_vgg
@@ -31,6 +32,8 @@ from torchvision.models.alexnet import AlexNet as TVAlexNet
 from torchvision.models.resnet import BasicBlock, Bottleneck
 from torchvision.models.resnet import ResNet as TVResNet
 from torchvision.models.vgg import VGG as TVVGG
+
+from salbench.config import Config
 
 ARCHITECTURES = ("vgg16", "vgg19", "resnet18", "resnet34", "resnet50", "alexnet")
 
@@ -53,34 +56,38 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-@dataclasses.dataclass(frozen=True)
-class ModelSpec:
-    """Everything needed to rebuild a model: the ``build`` arguments plus the surgery applied.
+HEADS = ("classifier", "conv_flatten_fc", "gap_fc")
 
-    ``weights``: where the starting weights came from (provenance only; a checkpoint holds the
-    weights). ``head``: ``"classifier"`` (torchvision's), ``"conv_flatten_fc"`` or ``"gap_fc"``
-    (``salbench.models.surgery``); ``explainable``: ``make_explainable`` was applied.
+
+class ModelSpec(Config):
+    """What model to build, and once built everything needed to rebuild it: the ``build``
+    arguments plus the surgery applied.
+
+    A study config names ``arch``, ``width``, ``head`` and ``weights``; the data fill in
+    ``num_classes``, ``in_channels`` and ``input_size`` (:meth:`for_data`). ``weights``: where the
+    starting weights come from (``"imagenet"`` or a file; provenance once built: a checkpoint holds
+    the weights). ``head``: ``"classifier"`` (torchvision's), ``"conv_flatten_fc"`` or ``"gap_fc"``
+    (``salbench.models.surgery``, document 003); ``added_conv_layers``: 3×3 conv + ReLU layers
+    added after the last convolution (``salbench.models.surgery.add_conv_layers``, document 001,
+    section 4.1); ``explainable``: ``make_explainable`` was applied.
     """
 
-    arch: str
-    num_classes: int
-    in_channels: int = 3
-    input_size: int = 224
-    width: float = 1.0
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    arch: Literal["vgg16", "vgg19", "resnet18", "resnet34", "resnet50", "alexnet"] = "vgg16"
+    num_classes: int | None = Field(None, ge=1)
+    in_channels: int | None = Field(None, ge=1)
+    input_size: int | None = Field(None, ge=1)
+    width: float = Field(1.0, gt=0, le=4)
     weights: str | None = None
-    head: str = "classifier"
+    head: Literal["classifier", "conv_flatten_fc", "gap_fc"] = "classifier"
+    added_conv_layers: int = Field(0, ge=0)
     explainable: bool = False
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ModelSpec:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"model spec has unknown keys {sorted(unknown)}; expected {sorted(names)}")
-        return cls(**data)
+    def for_data(self, num_classes: int, in_channels: int, input_size: int) -> ModelSpec:
+        """This spec with the data's class count, channels and image size."""
+        return self.model_copy(update={"num_classes": num_classes, "in_channels": in_channels,
+                                       "input_size": input_size})
 
 
 class GreyToRGB(nn.Module):
@@ -126,7 +133,8 @@ class VGG(TVVGG):
 
 
 class ResNet(TVResNet):
-    """torchvision ResNet with scaled widths (base planes ``64 * width``) and a grey-input adapter."""
+    """torchvision ResNet with scaled widths (base planes ``64 * width``) and a grey-input
+    adapter."""
 
     def __init__(self, block: type, layers: tuple, num_classes: int, in_channels: int,
                  width: float) -> None:
@@ -226,7 +234,8 @@ def _replace_first_conv(model: nn.Module, arch: str, in_channels: int) -> None:
 
 
 def imagenet_weights_path(arch: str) -> Path:
-    """Where torchvision's cache keeps ``arch``'s ImageNet weights (``$TORCH_HOME/hub/checkpoints``)."""
+    """Where torchvision's cache keeps ``arch``'s ImageNet weights
+    (``$TORCH_HOME/hub/checkpoints``)."""
     url = get_weight(_IMAGENET_WEIGHTS[arch]).url
     return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
 
@@ -285,11 +294,12 @@ def build(arch: str, num_classes: int, in_channels: int = 3, input_size: int = 2
     """Build ``arch`` for ``num_classes`` classes on ``[B, in_channels, input_size, input_size]``.
 
     arch: one of ``ARCHITECTURES``. weights: ``None`` (random torchvision initialisation, also the
-    documents' "random model" null baseline, document 000 section 2.6), ``"imagenet"`` (torchvision's
-    IMAGENET1K_V1 file from the local torch hub cache, see ``imagenet_weights_path``) or a path to a
-    state dict (``.pth`` / ``.safetensors``); the class-score layer is kept only when its shape fits.
-    Pre-trained weights need ``width=1.0`` and ``in_channels`` 1 or 3. Inputs are expected
-    normalised the way the weights were trained (ImageNet: ``IMAGENET_MEAN``/``IMAGENET_STD``).
+    documents' "random model" null baseline, document 000 section 2.6), ``"imagenet"``
+    (torchvision's IMAGENET1K_V1 file from the local torch hub cache, see ``imagenet_weights_path``)
+    or a path to a state dict (``.pth`` / ``.safetensors``); the class-score layer is kept only when
+    its shape fits. Pre-trained weights need ``width=1.0`` and ``in_channels`` 1 or 3. Inputs are
+    expected normalised the way the weights were trained (ImageNet:
+    ``IMAGENET_MEAN``/``IMAGENET_STD``).
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"arch must be one of {ARCHITECTURES}, got {arch!r}")
@@ -319,8 +329,9 @@ def build(arch: str, num_classes: int, in_channels: int = 3, input_size: int = 2
         _replace_first_conv(model, arch, in_channels)
     if hasattr(model, "features"):
         _fit_pools_to_input(model.features, input_size, arch)
-    model.salbench_spec = ModelSpec(arch, num_classes, in_channels, input_size, width,
-                                    None if weights is None else str(weights))
+    model.salbench_spec = ModelSpec(arch=arch, num_classes=num_classes, in_channels=in_channels,
+                                    input_size=input_size, width=width,
+                                    weights=None if weights is None else str(weights))
     return model
 
 
@@ -351,5 +362,5 @@ def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
     old = getattr(parent, name)
     new = nn.Linear(old.in_features, num_classes).to(old.weight.device)
     setattr(parent, name, new)
-    model.salbench_spec = dataclasses.replace(spec, num_classes=num_classes)
+    model.salbench_spec = spec.model_copy(update={"num_classes": num_classes})
     return model

@@ -11,13 +11,15 @@ A study builds its part from these pieces::
                        figures=[Figure(fig, "Explanation performance per degree.")],
                        tables=[Table(accuracy_matched, "Accuracy-matched models.")])
 
-and saves samples for the gallery with :func:`save_gallery_item`.
+and saves samples for the gallery with :func:`save_gallery_item`. The report stage imports no
+study: ``salbench report`` asks the studies for their sections and passes them to
+:func:`render_report`.
 """
 
 from salbench.report import figures
 from salbench.report.gallery import GalleryItem, load_gallery_item, save_gallery_item
-from salbench.report.html import render_report, study_sections
+from salbench.report.html import render_report
 from salbench.report.sections import Figure, Section, Table, results_sections
 
 __all__ = ["Figure", "GalleryItem", "Section", "Table", "figures", "load_gallery_item",
-           "render_report", "results_sections", "save_gallery_item", "study_sections"]
+           "render_report", "results_sections", "save_gallery_item"]

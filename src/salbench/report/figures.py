@@ -19,6 +19,7 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 MAP_CMAP = "RdBu_r"
 """Diverging colormap for attribution maps: blue negative, white 0, red positive."""
@@ -221,10 +222,10 @@ def forest_plot(scores: pd.DataFrame, *, label: str = "method", order: Sequence[
     """One panel per metric: each method's mean (dot) with its CI (bar), best rank marked.
 
     ``scores``: rows of one dataset from :attr:`salbench.results.stats.Leaderboard.scores`
-    (columns ``metric``, ``label``, ``mean``, ``ci_low``, ``ci_high``, ``rank``,
+    (columns ``score``, ``label``, ``mean``, ``ci_low``, ``ci_high``, ``rank``,
     ``lower_is_better``). Methods keep one order across panels (``order`` or by mean rank).
     """
-    metrics = sorted(scores["metric"].unique())
+    metrics = sorted(scores["score"].unique())
     if not metrics:
         raise ValueError("scores is empty")
     if order is None:
@@ -236,7 +237,7 @@ def forest_plot(scores: pd.DataFrame, *, label: str = "method", order: Sequence[
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
     ypos = {m: i for i, m in enumerate(order)}
     for ax, metric in zip(axes, metrics):
-        part = scores[scores["metric"] == metric]
+        part = scores[scores["score"] == metric]
         y = part[label].map(ypos).to_numpy(dtype=float)
         best = (part["rank"] == 1).to_numpy()
         err = np.vstack([part["mean"] - part["ci_low"], part["ci_high"] - part["mean"]])
@@ -307,67 +308,106 @@ def box_plot(df: pd.DataFrame, x: str, y: str, *, hue: str | None = None,
     return fig
 
 
-def scatter_plot(df: pd.DataFrame, x: str, y: str, *, hue: str | None = None,
-                 xlabel: str | None = None, ylabel: str | None = None, title: str | None = None,
-                 diagonal: bool = False, correlation: bool = False) -> Figure:
-    """Scatter of ``y`` against ``x``, coloured per ``hue``; ``correlation`` writes Pearson's r
-    per hue level in the legend (document 000, figure 8); ``diagonal`` draws y = x."""
-    _need(df, [x, y] + ([hue] if hue else []), "df")
-    fig = Figure(figsize=(4.6, 3.6), layout="constrained")
-    ax = fig.subplots()
-    levels = _levels(df[hue]) if hue else [None]
-    for color, level in zip(_palette(len(levels)), levels):
-        part = df if level is None else df[df[hue] == level]
-        label = "" if level is None else str(level)
-        if correlation and len(part) >= 3 and part[x].nunique() > 1 and part[y].nunique() > 1:
-            label += f" r = {np.corrcoef(part[x], part[y])[0, 1]:.2f}"
-        ax.scatter(part[x], part[y], s=10, alpha=0.75, color=color, label=label.strip() or None)
-    if diagonal:
-        low = min(df[x].min(), df[y].min())
-        high = max(df[x].max(), df[y].max())
-        ax.plot([low, high], [low, high], color="#999999", linewidth=0.8, linestyle=":")
+def _panel_axes(df: pd.DataFrame, panel: str | None, width: float, height: float
+                ) -> tuple[Figure, list[tuple[Any, pd.DataFrame, str | None]]]:
+    """A figure with one subplot per ``panel`` value (at most 3 per row), or one subplot, and the
+    (axes, rows, panel value) of each."""
+    values = _levels(df[panel]) if panel else [None]
+    cols = min(3, len(values))
+    rows = -(-len(values) // cols)
+    fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for ax in axes[len(values):]:
+        ax.axis("off")
+    return fig, [(ax, df if v is None else df[df[panel] == v], v)
+                 for ax, v in zip(axes, values)]
+
+
+def _finish(ax, x: str, y: str, xlabel: str | None, ylabel: str | None, title: str | None,
+            legend: str | None, show_legend: bool) -> None:
     ax.set_xlabel(xlabel if xlabel is not None else x, fontsize=8)
     ax.set_ylabel(ylabel if ylabel is not None else y, fontsize=8)
     ax.tick_params(labelsize=7)
     ax.grid(color="#eeeeee", linewidth=0.6)
-    if hue or correlation:
-        ax.legend(fontsize=7, title=hue, title_fontsize=7)
+    if show_legend:
+        ax.legend(fontsize=7, title=legend, title_fontsize=7)
     if title:
         ax.set_title(title, fontsize=9)
+
+
+def scatter_plot(df: pd.DataFrame, x: str, y: str, *, hue: str | None = None,
+                 panel: str | None = None, xerr: str | None = None, yerr: str | None = None,
+                 xlabel: str | None = None, ylabel: str | None = None, title: str | None = None,
+                 diagonal: bool = False, correlation: bool = False) -> Figure:
+    """Scatter of ``y`` against ``x``, coloured per ``hue``, one panel per ``panel`` value;
+    ``xerr``/``yerr`` columns draw error bars (document 001, figure 3); ``correlation`` writes
+    Pearson's r per hue level in the legend (document 000, figure 8); ``diagonal`` draws y = x."""
+    _need(df, [c for c in (x, y, hue, panel, xerr, yerr) if c], "df")
+    fig, panels = _panel_axes(df, panel, 4.6, 3.6)
+    levels = _levels(df[hue]) if hue else [None]
+    colors = dict(zip(levels, _palette(len(levels))))
+    for ax, rows, value in panels:
+        for level in levels:
+            part = rows if level is None else rows[rows[hue] == level]
+            if part.empty:
+                continue
+            label = "" if level is None else str(level)
+            if correlation and len(part) >= 3 and part[x].nunique() > 1 and part[y].nunique() > 1:
+                label += f" r = {np.corrcoef(part[x], part[y])[0, 1]:.2f}"
+            if xerr or yerr:
+                ax.errorbar(part[x], part[y], xerr=part[xerr].fillna(0) if xerr else None,
+                            yerr=part[yerr].fillna(0) if yerr else None, fmt="none",
+                            elinewidth=0.5, alpha=0.6, color=colors[level])
+            ax.scatter(part[x], part[y], s=10, alpha=0.75, color=colors[level],
+                       label=label.strip() or None)
+        if diagonal:
+            low = min(df[x].min(), df[y].min())
+            high = max(df[x].max(), df[y].max())
+            ax.plot([low, high], [low, high], color="#999999", linewidth=0.8, linestyle=":")
+        _finish(ax, x, y, xlabel, ylabel, title if panel is None else str(value), hue,
+                bool(hue or correlation))
+    if panel and title:
+        fig.suptitle(title, fontsize=9)
     return fig
 
 
 def line_plot(df: pd.DataFrame, x: str, y: str, *, hue: str | None = None,
+              panel: str | None = None, group: str | None = None,
               band: tuple[str, str] | None = None, xlabel: str | None = None,
               ylabel: str | None = None, title: str | None = None, logx: bool = False,
-              diagonal: bool = False, markers: bool = True) -> Figure:
+              diagonal: bool = False, markers: bool = True, dashed: Sequence[str] = ()) -> Figure:
     """Lines of ``y`` over ``x`` per ``hue`` (ROC curves, perturbation curves, metric against a
-    parameter); ``band = (low, high)`` columns shade an interval; ``diagonal`` draws y = x (the
-    chance line of a ROC)."""
-    cols = [x, y] + ([hue] if hue else []) + (list(band) if band else [])
+    parameter), one panel per ``panel`` value; ``group``: a column whose values each get their
+    own line in the hue's colour (several branches of one method); ``band = (low, high)`` columns
+    shade an interval; ``diagonal`` draws y = x (the chance line of a ROC); hue levels in
+    ``dashed`` are drawn dashed and on top (visible where two lines coincide)."""
+    cols = [c for c in (x, y, hue, panel, group) if c] + (list(band) if band else [])
     _need(df, cols, "df")
-    fig = Figure(figsize=(4.8, 3.4), layout="constrained")
-    ax = fig.subplots()
+    fig, panels = _panel_axes(df, panel, 4.8, 3.4)
     levels = _levels(df[hue]) if hue else [None]
-    for color, level in zip(_palette(len(levels)), levels):
-        part = (df if level is None else df[df[hue] == level]).sort_values(x)
-        ax.plot(part[x], part[y], color=color, linewidth=1.2, marker="o" if markers else None,
-                markersize=2.5, label=None if level is None else str(level))
-        if band:
-            ax.fill_between(part[x], part[band[0]], part[band[1]], color=color, alpha=0.18,
-                            linewidth=0)
-    if diagonal:
-        ax.plot([0, 1], [0, 1], color="#999999", linewidth=0.8, linestyle=":")
-    if logx:
-        ax.set_xscale("log")
-    ax.set_xlabel(xlabel if xlabel is not None else x, fontsize=8)
-    ax.set_ylabel(ylabel if ylabel is not None else y, fontsize=8)
-    ax.tick_params(labelsize=7)
-    ax.grid(color="#eeeeee", linewidth=0.6)
-    if hue:
-        ax.legend(fontsize=7, title=hue, title_fontsize=7)
-    if title:
-        ax.set_title(title, fontsize=9)
+    colors = dict(zip(levels, _palette(len(levels))))
+    for ax, rows, value in panels:
+        for level in levels:
+            part = rows if level is None else rows[rows[hue] == level]
+            lines = part.groupby(group, sort=False) if group else [(None, part)]
+            for k, (_, line) in enumerate(lines):
+                line = line.sort_values(x)
+                style = "--" if level in dashed else "-"
+                ax.plot(line[x], line[y], color=colors[level], linewidth=1.2, linestyle=style,
+                        marker="o" if markers else None, markersize=2.5, zorder=3 if
+                        level in dashed else 2,
+                        label=None if level is None or k else str(level))
+                if band:
+                    ax.fill_between(line[x], line[band[0]], line[band[1]], color=colors[level],
+                                    alpha=0.18, linewidth=0)
+        if diagonal:
+            ax.plot([0, 1], [0, 1], color="#999999", linewidth=0.8, linestyle=":")
+        if logx:
+            ax.set_xscale("log")
+        _finish(ax, x, y, xlabel, ylabel, title if panel is None else str(value), hue,
+                bool(hue))
+    if panel and title:
+        fig.suptitle(title, fontsize=9)
     return fig
 
 
@@ -438,3 +478,49 @@ __all__ = ["MAP_CMAP", "REDUCTIONS", "box_plot", "contour_plot", "draw_mask_cont
            "forest_plot", "heatmap", "image_for_display", "line_plot", "map_grid",
            "mask_levels", "normalise_max_abs", "reduce_channels", "scatter_plot", "show_image",
            "show_map", "to_numpy"]
+
+
+def mask_contour_grid(images: Sequence[Any], masks: Sequence[Sequence[Sequence[Any]]], *,
+                      colors: Sequence[str], labels: Sequence[str] = (),
+                      row_labels: Sequence[str] = (), col_labels: Sequence[str] = (),
+                      linewidth: float = 1.0, panel: float = 1.5,
+                      title: str | None = None) -> Figure:
+    """A grid of input images with mask outlines: row r, column c shows ``images[r]`` with the
+    outline of every mask ``masks[r][c][k]`` ``[H, W]`` in ``colors[k]`` (``None`` draws none),
+    e.g. the convex hulls of an original and a GAD map (document 004, figure 6). ``labels`` name
+    the colours in a legend; ``col_labels`` title the first row, ``row_labels`` the first
+    column. ``panel``: inches per panel."""
+    if not images:
+        raise ValueError("images must hold at least one image")
+    if len(masks) != len(images):
+        raise ValueError(f"masks must have one row per image ({len(images)}), got {len(masks)}")
+    if labels and len(labels) != len(colors):
+        raise ValueError(f"labels must name every colour ({len(colors)}), got {len(labels)}")
+    ncols = max(len(row) for row in masks)
+    fig = Figure(figsize=(panel * ncols + 0.4, panel * len(images) + (0.7 if title else 0.4)),
+                 layout="constrained")
+    axes = np.atleast_2d(fig.subplots(len(images), ncols, squeeze=False))
+    for r, (image, row) in enumerate(zip(images, masks)):
+        for c in range(ncols):
+            ax = axes[r, c]
+            if c >= len(row):
+                ax.axis("off")
+                continue
+            show_image(ax, image)
+            if len(row[c]) > len(colors):
+                raise ValueError(f"masks[{r}][{c}] holds {len(row[c])} masks for "
+                                 f"{len(colors)} colours")
+            for mask, color in zip(row[c], colors):
+                if mask is not None:
+                    draw_mask_contours(ax, mask, color=color, linewidth=linewidth)
+            if r == 0 and c < len(col_labels):
+                ax.set_title(col_labels[c], fontsize=8)
+            if c == 0 and r < len(row_labels):
+                ax.set_ylabel(row_labels[r], fontsize=7)
+    if labels:
+        handles = [Line2D([], [], color=color, linewidth=linewidth) for color in colors]
+        fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=7,
+                   frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig

@@ -2,9 +2,11 @@
 PNG, no network access) at ``<run>/report/index.html``, plus every figure as PNG and SVG under
 ``report/figures/`` and every table as CSV under ``report/tables/``.
 
-Sections, in order: one per study that has rows in the run (from the study's
-``report_section(run_dir)``), the leaderboard per dataset, metric agreement, the per-sample
-gallery, and failed jobs if any.
+Sections, in order: a warning when the run's store has missing or unreadable parts, the sections
+the caller passes (the studies' ``report_section(run_dir)``:
+:func:`salbench.studies.report_sections`), the leaderboard per dataset, metric agreement, the
+per-sample gallery, and failed jobs if any.
+The report stage knows no study: it renders what it is given and what the results hold.
 """
 
 from __future__ import annotations
@@ -12,13 +14,11 @@ from __future__ import annotations
 import base64
 import html as html_lib
 import io
-import logging
 import os
 import re
 import shutil
 import sys
-import traceback
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,8 +31,7 @@ from markupsafe import Markup
 
 from salbench.report import gallery as G
 from salbench.report.sections import Figure, Section, Table, as_sections, results_sections
-
-log = logging.getLogger("salbench.report")
+from salbench.results import TABLES, ResultStore, connect
 
 PNG_DPI = 110
 
@@ -47,42 +46,45 @@ class _Block:
     paragraphs: list[str]
     figures: list[dict] = field(default_factory=list)
     tables: list[dict] = field(default_factory=list)
+    lead_tables: list[dict] = field(default_factory=list)
     details: list[dict] = field(default_factory=list)
     children: list[_Block] = field(default_factory=list)
     error: str = ""
 
 
-def render_report(run_dir: str | Path, sections: Sequence[Section] | None = None, *,
-                  gallery_limit: int = 12, n_boot: int = 2000, seed: int = 0,
-                  lower_is_better: Collection[str] | Mapping[str, bool] | None = None,
-                  strict: bool = False, title: str | None = None) -> Path:
+def render_report(run_dir: str | Path, sections: Sequence[Section] = (), *,
+                  errors: Mapping[str, str] | None = None, gallery_limit: int = 12,
+                  n_boot: int = 2000, seed: int = 0, title: str | None = None) -> Path:
     """Write ``<run_dir>/report/index.html`` (and its figure and table files); return its path.
 
-    ``sections``: the study sections to show; ``None`` asks every study with rows in the run (or
-    gallery items) for its ``report_section(run_dir)``. A provider that raises is shown as an
-    error box (``strict=True`` re-raises instead). ``gallery_limit``: items shown per study;
-    ``n_boot``, ``seed``, ``lower_is_better``: passed to the leaderboard.
+    ``sections``: the study sections to show first; ``errors``: name -> message of sections that
+    could not be built (shown as error boxes). ``gallery_limit``: items shown per study;
+    ``n_boot``, ``seed``: passed to the leaderboard.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run_dir {str(run_dir)!r} is not a folder")
     if not isinstance(gallery_limit, int) or gallery_limit < 0:
         raise ValueError(f"gallery_limit must be a non-negative integer, got {gallery_limit!r}")
-    results = _load_results(run_dir)
-    gallery = G.gallery_files(run_dir)
-    errors: dict[str, str] = {}
-    if sections is None:
-        studies = sorted(set(results["study"].unique()) | set(gallery) - {"_"})
-        sections, errors = study_sections(run_dir, studies, strict=strict)
-    else:
-        sections = as_sections(sections, "sections")
-    all_sections = list(sections)
-    all_sections += results_sections(results, n_boot=n_boot, seed=seed,
-                                     lower_is_better=lower_is_better)
+    con, status = connect(run_dir)
+    try:
+        results = con.execute("select * from results").df()
+        counts = {t: con.execute(f"select count(*) from {t}").fetchone()[0] for t in TABLES}
+    finally:
+        con.close()
+    all_sections = as_sections(list(sections), "sections")
+    all_sections += results_sections(results, n_boot=n_boot, seed=seed)
     out = run_dir / "report"
     writer = _Writer(out)
-    blocks = [writer.block(s, level=2) for s in all_sections]
-    blocks += [_error_block(writer, name, message) for name, message in errors.items()]
+    blocks = []
+    if status.problems():
+        block = writer.block(Section("Incomplete results"), level=2)
+        block.error = "Some results of this run could not be read:\n" + "\n".join(
+            status.problems())
+        blocks.append(block)
+    blocks += [writer.block(s, level=2) for s in all_sections]
+    blocks += [_error_block(writer, name, message) for name, message in (errors or {}).items()]
+    gallery = G.gallery_files(run_dir)
     if gallery:
         blocks.append(writer.gallery_block(gallery, gallery_limit))
     failures = _failures(run_dir)
@@ -96,7 +98,7 @@ def render_report(run_dir: str | Path, sections: Sequence[Section] | None = None
                       lstrip_blocks=True)
     page = env.get_template("report.html").render(
         title=title or f"salbench report: {run_dir.resolve().name}",
-        summary=_summary(run_dir, results),
+        summary=_summary(run_dir, results, counts),
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         blocks=blocks,
     )
@@ -107,56 +109,24 @@ def render_report(run_dir: str | Path, sections: Sequence[Section] | None = None
     return index
 
 
-def study_sections(run_dir: Path, studies: Sequence[str], *, strict: bool = False
-                   ) -> tuple[list[Section], dict[str, str]]:
-    """Sections of the registered studies named in ``studies``, in that order, and the error
-    message of each study whose provider failed."""
-    try:
-        from salbench.studies.base import all_studies
-        registry = all_studies()
-    except ImportError as err:  # studies not installed: the generic sections still render
-        log.warning("no study sections: %s", err)
-        registry = {}
-    sections: list[Section] = []
-    errors: dict[str, str] = {}
-    for name in studies:
-        study = registry.get(name)
-        provider = getattr(study, "report_section", None)
-        if provider is None:
-            continue
-        try:
-            sections += as_sections(provider(run_dir), f"study {name!r} report_section")
-        except Exception as err:
-            if strict:
-                raise
-            log.exception("study %s: report section failed", name)
-            errors[name] = f"{type(err).__name__}: {err}\n\n{traceback.format_exc(limit=6)}"
-    return sections, errors
-
-
-def _load_results(run_dir: Path) -> pd.DataFrame:
-    from salbench.results import read_results
-
-    return read_results(run_dir)
-
-
 def _failures(run_dir: Path) -> pd.DataFrame | None:
-    from salbench.results import ResultStore
-
     failed = ResultStore(run_dir).failed()
     if not failed:
         return None
     return pd.DataFrame({"job": list(failed),
-                         "error": [m.splitlines()[0][:300] if m else "" for m in failed.values()]})
+                         "error": [m.strip().splitlines()[-1][:300] if m.strip() else ""
+                                   for m in failed.values()]})
 
 
-def _summary(run_dir: Path, results: pd.DataFrame) -> list[tuple[str, str]]:
+def _summary(run_dir: Path, results: pd.DataFrame,
+             counts: Mapping[str, int]) -> list[tuple[str, str]]:
     def names(column: str) -> str:
         values = sorted(results[column].unique())
         shown = ", ".join(values[:12]) + (f", … ({len(values)} in all)" if len(values) > 12 else "")
         return shown or "–"
 
-    return [("run folder", str(run_dir.resolve())), ("rows", f"{len(results):,}"),
+    rows = ", ".join(f"{t} {n:,}" for t, n in counts.items())
+    return [("run folder", str(run_dir.resolve())), ("rows", rows),
             ("studies", names("study")), ("datasets", names("dataset")),
             ("models", str(results["model_id"].nunique())), ("methods", names("method")),
             ("metrics", names("metric"))]
@@ -185,6 +155,8 @@ class _Writer:
     def block(self, section: Section, level: int) -> _Block:
         block = _Block(id=self._unique(_slug(section.title), self.ids), title=section.title,
                        level=min(level, 4), paragraphs=_paragraphs(section.text))
+        for table in section.lead_tables:
+            block.lead_tables.append(self.table(table, default=f"{block.id}-table"))
         for figure in section.figures:
             block.figures.append(self.figure(figure, default=f"{block.id}-fig"))
         for table in section.tables:

@@ -8,7 +8,7 @@ for every study that has rows in the run.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -16,12 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure as MplFigure
 
 from salbench.report import figures as F
-from salbench.results.stats import (
-    Leaderboard,
-    explanation_rows,
-    leaderboard,
-    metric_agreement,
-)
+from salbench.results.stats import Leaderboard, leaderboard, metric_agreement, ranked_rows
 
 
 @dataclass
@@ -75,36 +70,38 @@ class Table:
 @dataclass
 class Section:
     """One part of the report: a title, plain-text paragraphs (blank-line separated), figures,
-    tables, and nested subsections. ``figures``/``tables`` accept bare matplotlib figures and
-    DataFrames too (wrapped without caption)."""
+    tables, and nested subsections. ``lead_tables`` come right after the text, before the figures
+    (a study's findings open its section). ``figures``/``tables`` accept bare matplotlib figures
+    and DataFrames too (wrapped without caption)."""
 
     title: str
     text: str = ""
     figures: list[Figure] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
     subsections: list[Section] = field(default_factory=list)
+    lead_tables: list[Table] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not isinstance(self.title, str) or not self.title.strip():
             raise ValueError("title must be a non-empty string")
         self.figures = [f if isinstance(f, Figure) else Figure(f) for f in self.figures]
         self.tables = [t if isinstance(t, Table) else Table(t) for t in self.tables]
+        self.lead_tables = [t if isinstance(t, Table) else Table(t) for t in self.lead_tables]
         for sub in self.subsections:
             if not isinstance(sub, Section):
                 raise TypeError(f"subsections must be Sections, got {type(sub).__name__}")
 
 
-def results_sections(results: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0,
-                     lower_is_better: Collection[str] | Mapping[str, bool] | None = None
+def results_sections(results: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0
                      ) -> list[Section]:
     """The generic sections every report has: the leaderboard (one subsection per dataset) and
-    metric agreement, built from the long results frame alone (its per-sample explanation rows:
-    :func:`salbench.results.stats.explanation_rows`)."""
-    results = explanation_rows(results)
+    metric agreement, built from the ``results`` table alone: its rows that rank methods
+    (:func:`salbench.results.stats.ranked_rows`, each row's direction from the registry)."""
+    results = ranked_rows(results)
     if results.empty:
         return [Section("Leaderboard", "This run has no per-sample explanation scores yet.")]
-    board = leaderboard(results, n_boot=n_boot, seed=seed, lower_is_better=lower_is_better)
-    return [leaderboard_section(board, results), agreement_section(results, lower_is_better)]
+    board = leaderboard(results, n_boot=n_boot, seed=seed)
+    return [leaderboard_section(board, results), agreement_section(results)]
 
 
 def leaderboard_section(board: Leaderboard, results: pd.DataFrame) -> Section:
@@ -124,7 +121,7 @@ def leaderboard_section(board: Leaderboard, results: pd.DataFrame) -> Section:
         models = results.loc[results["dataset"] == dataset, "model_id"].nunique()
         sub = Section(
             f"Leaderboard: {dataset}",
-            f"{scores['method'].nunique()} methods, {scores['metric'].nunique()} metrics, "
+            f"{scores['method'].nunique()} methods, {scores['score'].nunique()} scores, "
             f"{models} model(s).",
             figures=[Figure(F.forest_plot(scores), f"Mean and {pct} % CI per metric on "
                             f"{dataset}; red: rank 1.", name=f"leaderboard-{dataset}")],
@@ -141,21 +138,19 @@ def _tests_table(tests: pd.DataFrame, alpha: float, dataset: str) -> Table:
     pair = tests["method_a"] + " vs " + tests["method_b"]
     cell = [("–" if pd.isna(p) else f"{p:.2g}") + (f" ({b})" if b else "")
             for p, b in zip(tests["p_holm"], tests["better"])]
-    frame = pd.DataFrame({"pair": pair, "metric": tests["metric"], "cell": cell,
+    frame = pd.DataFrame({"pair": pair, "score": tests["score"], "cell": cell,
                           "sig": tests["p_holm"] <= alpha})
-    wide = frame.pivot(index="pair", columns="metric", values="cell").fillna("")
-    sig = frame.pivot(index="pair", columns="metric", values="sig")
+    wide = frame.pivot(index="pair", columns="score", values="cell").fillna("")
+    sig = frame.pivot(index="pair", columns="score", values="sig")
     sig = sig.reindex_like(wide).astype("boolean").fillna(False).astype(bool)
     wide.columns.name = None
     return Table(wide, f"Holm-adjusted Wilcoxon p-values on {dataset}; bold: p ≤ {alpha}, "
                        "with the better method in brackets.", name=f"tests-{dataset}", bold=sig)
 
 
-def agreement_section(results: pd.DataFrame,
-                      lower_is_better: Collection[str] | Mapping[str, bool] | None = None
-                      ) -> Section:
-    """Spearman correlation between metrics over (dataset, model, method) means."""
-    rho = metric_agreement(results, lower_is_better=lower_is_better)
+def agreement_section(results: pd.DataFrame) -> Section:
+    """Spearman correlation between scores over (dataset, model, method) means."""
+    rho = metric_agreement(results)
     text = ("Spearman rank correlation between every pair of metrics over the per-(dataset, "
             "model, method) means, with lower-is-better metrics negated so that a positive value "
             "means two metrics agree on which method is better. Grey: fewer than 3 shared "

@@ -2,26 +2,28 @@
 metric agreement.
 
 None of this is in the source documents; it is salbench's cross-study summary (issue 7, "Beyond
-the documents"). Input everywhere is the long frame of :func:`salbench.results.read_results`
-(columns ``study, run, dataset, model_id, method, metric, sample_id, value, params, meta``).
+the documents"). Input is the ``results`` table (:func:`salbench.results.read_results`) reduced
+to the rows that rank (:func:`ranked_rows`): each row's ``direction`` says whether higher or
+lower is better, and ``score`` names the metric output and its non-default parameters.
 
 Choices (each an argument):
 
 - The unit of observation is one (``run``, ``model_id``, ``sample_id``) triple (``units``). Rows of
-  one method on one unit (e.g. several ``params`` of the same method) are averaged first; a study
-  that wants each parameter setting ranked separately names them as separate methods or passes
-  ``entry=("method", "params")``.
+  one method on one unit (e.g. several ``method_params`` of the same method) are averaged first;
+  a study that wants each setting ranked separately names them as separate methods or passes
+  ``entry=("method", "method_params")``.
 - Means are pooled over every model and sample of a dataset; the CI is the percentile bootstrap
   over units.
 - Paired tests compare two methods on the units both were scored on (two-sided Wilcoxon
   signed-rank, zero differences dropped: ``zero_method="wilcox"``); Holm's correction runs over
-  all method pairs of one (dataset, metric).
+  all method pairs of one (dataset, score).
 """
 
 from __future__ import annotations
 
+import json
 import zlib
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 
@@ -29,40 +31,36 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from salbench.metrics.registry import label
+
 UNITS = ("run", "model_id", "sample_id")
 """Columns that identify one paired observation (one sample, explained on one model of one run)."""
 
-LOWER_IS_BETTER = frozenset({
-    "max_sensitivity",           # document 003, section 2.2.2: smaller change = more robust
-    "avg_sensitivity",
-    "complexity_ratio",          # document 004, section 5: RC < 1 = simpler than the original
-    "conservation_error",        # document 002, section 3.2: relevance lost or created
-    "fpr",                       # document 001, section 3.3: false-positive rate
-    "fpr_avg",
-})
-"""Metric names ranked lower-is-better by default; every other metric is higher-is-better, except
-by the rules of :func:`is_lower_better`. Override with ``lower_is_better``."""
+RANKED = ("higher", "lower")
+"""Directions that rank methods; rows with direction ``none`` describe, they do not rank."""
 
 
-def is_lower_better(metric: str, lower_is_better: Collection[str] | Mapping[str, bool] | None = None
-                    ) -> bool:
-    """Direction of ``metric``.
+def ranked_rows(results: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a ``results`` table that rank methods (direction ``higher`` or ``lower``, from
+    the metric registry, carried by each row), with ``score`` naming what was measured:
+    :func:`salbench.metrics.label` of (metric, output, metric params), e.g. ``aopc [region=14]``.
+    Nothing here reads a direction from a name."""
+    _check_columns(results, ["metric", "output", "metric_params", "direction", "value"])
+    rows = results[results["direction"].isin(RANKED)].copy()
+    keys = rows[["metric", "output", "metric_params"]].drop_duplicates()
+    names = {(m, o, p): _label(m, o, p) for m, o, p in keys.itertuples(index=False)}
+    rows["score"] = [names[k] for k in zip(rows["metric"], rows["output"], rows["metric_params"])]
+    clash = rows.groupby("score")["direction"].nunique()
+    if bool((clash > 1).any()):
+        raise ValueError(f"scores {list(clash[clash > 1].index)} carry both directions")
+    return rows
 
-    ``lower_is_better`` (a set of names, or name -> bool) decides where it names the metric.
-    Otherwise lower is better when the metric, or its last ``/``-part (``soft_five_band/fpr_avg``),
-    is in :data:`LOWER_IS_BETTER`; when that part names MoRF without LRF (``morf_auc``: the score
-    should drop fast when the most relevant patches go first, document 002, section 2.2); and for
-    ``model_randomisation/…`` similarities (a map should change when the weights are randomised).
-    """
-    if isinstance(lower_is_better, Mapping):
-        if metric in lower_is_better:
-            return bool(lower_is_better[metric])
-    elif lower_is_better is not None and metric in lower_is_better:
-        return True
-    base = metric.rsplit("/", 1)[-1].lower()
-    return (metric in LOWER_IS_BETTER or base in LOWER_IS_BETTER
-            or ("morf" in base and "lrf" not in base)
-            or metric.startswith("model_randomisation/"))
+
+def _label(metric: str, output: str, params: str) -> str:
+    try:
+        return label(metric, output, json.loads(params) if params else {})
+    except (ValueError, TypeError):  # a metric this version does not register
+        return metric if output == metric else f"{metric}.{output}"
 
 
 def bootstrap_ci(values: Sequence[float] | np.ndarray, *, n_boot: int = 2000,
@@ -119,28 +117,12 @@ def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
     return out
 
 
-MODEL_METHODS = ("model",)
-"""``method`` values of rows that score the model, not an explanation (accuracy, correctness)."""
-
-
-def explanation_rows(df: pd.DataFrame, model_methods: Collection[str] = MODEL_METHODS
-                     ) -> pd.DataFrame:
-    """The rows that score one explanation of one sample: drops model rows (``method`` in
-    ``model_methods``), whole-set rows (``sample_id == "all"``) and curve or ROC points
-    (``sample_id`` starting with ``point:``), which the studies store beside per-sample scores."""
-    _check_columns(df, ["method", "sample_id"])
-    sample = df["sample_id"].astype(str)
-    keep = (~df["method"].isin(list(model_methods)) & (sample != "all")
-            & ~sample.str.startswith("point:"))
-    return df[keep]
-
-
 def unit_means(df: pd.DataFrame, entry: Sequence[str] = ("method",),
                units: Sequence[str] = UNITS, by: Sequence[str] = ("dataset",)) -> pd.DataFrame:
-    """One value per (by…, metric, entry…, unit…): the mean of the rows sharing those keys.
+    """One value per (by…, score, entry…, unit…): the mean of the rows sharing those keys.
     Non-finite values (a metric undefined on a sample) are left out."""
-    _check_columns(df, [*by, *entry, *units, "metric", "value"])
-    keys = [*by, "metric", *entry, *units]
+    _check_columns(df, [*by, *entry, *units, "score", "direction", "value"])
+    keys = [*by, "score", "direction", *entry, *units]
     df = df[np.isfinite(df["value"].to_numpy(dtype=np.float64))]
     return df.groupby(keys, sort=True, dropna=False, observed=True)["value"].mean().reset_index()
 
@@ -149,8 +131,8 @@ def unit_means(df: pd.DataFrame, entry: Sequence[str] = ("method",),
 class Leaderboard:
     """Result of :func:`leaderboard`.
 
-    ``scores``: one row per (dataset, metric, method) with ``n`` (units), ``mean``, ``ci_low``,
-    ``ci_high``, ``lower_is_better`` and ``rank`` (1 = best within the dataset and metric; ties
+    ``scores``: one row per (dataset, score, method) with ``n`` (units), ``mean``, ``ci_low``,
+    ``ci_high``, ``lower_is_better`` and ``rank`` (1 = best within the dataset and score; ties
     share the best rank). ``tests``: one row per (dataset, metric, method_a, method_b) with ``n``
     shared units, ``statistic`` and ``p`` of the Wilcoxon signed-rank test, ``median_diff``
     (median of a − b), ``p_holm`` and ``better`` (the method with the better mean where
@@ -170,13 +152,13 @@ class Leaderboard:
         if scores.empty:
             raise ValueError(f"dataset {dataset!r} has no scores; "
                              f"have {sorted(self.scores['dataset'].unique())}")
-        label = scores[list(self.entry)].astype(str).agg(" ".join, axis=1)
+        names = scores[list(self.entry)].astype(str).agg(" ".join, axis=1)
         cell = [f"{m:.{digits}g} [{lo:.{digits}g}, {hi:.{digits}g}] #{int(r)}"
                 for m, lo, hi, r in zip(scores["mean"], scores["ci_low"], scores["ci_high"],
                                         scores["rank"])]
-        frame = pd.DataFrame({"method": label, "metric": scores["metric"], "cell": cell,
+        frame = pd.DataFrame({"method": names, "score": scores["score"], "cell": cell,
                               "rank": scores["rank"]})
-        wide = frame.pivot(index="method", columns="metric", values="cell")
+        wide = frame.pivot(index="method", columns="score", values="cell")
         wide.columns = [f"{c} {'↓' if _lower_col(scores, c) else '↑'}"
                         for c in wide.columns]
         wide["mean rank"] = frame.groupby("method")["rank"].mean().round(2)
@@ -185,22 +167,20 @@ class Leaderboard:
         return wide
 
 
-def _lower_col(scores: pd.DataFrame, metric: str) -> bool:
-    return bool(scores.loc[scores["metric"] == metric, "lower_is_better"].iloc[0])
+def _lower_col(scores: pd.DataFrame, score: str) -> bool:
+    return bool(scores.loc[scores["score"] == score, "lower_is_better"].iloc[0])
 
 
-def leaderboard(df: pd.DataFrame, *,
-                lower_is_better: Collection[str] | Mapping[str, bool] | None = None,
-                n_boot: int = 2000, confidence: float = 0.95, alpha: float = 0.05,
-                seed: int = 0, entry: Sequence[str] = ("method",),
+def leaderboard(df: pd.DataFrame, *, n_boot: int = 2000, confidence: float = 0.95,
+                alpha: float = 0.05, seed: int = 0, entry: Sequence[str] = ("method",),
                 units: Sequence[str] = UNITS, by: Sequence[str] = ("dataset",)) -> Leaderboard:
-    """Every method × every metric per dataset: bootstrap mean and CI, rank, paired tests.
+    """Every method × every score per dataset: bootstrap mean and CI, rank, paired tests.
 
-    ``df``: long results (see the module docstring). Each (dataset, metric, method) gets its own
-    generator ``default_rng([seed, crc32(key)])``, so adding a method never changes another's CI.
-    ``lower_is_better`` overrides metric directions (see :func:`is_lower_better`). Ranks follow the
-    means; Wilcoxon tests use the units both methods share, with Holm's correction per dataset and
-    metric at level ``alpha``.
+    ``df``: :func:`ranked_rows` of a results table (columns ``score`` and ``direction``). Each
+    (dataset, score, method) gets its own generator ``default_rng([seed, crc32(key)])``, so
+    adding a method never changes another's CI. Ranks follow the means in each row's direction;
+    Wilcoxon tests use the units both methods share, with Holm's correction per dataset and
+    score at level ``alpha``.
     """
     entry, units, by = tuple(entry), tuple(units), tuple(by)
     if not 0.0 < alpha < 1.0:
@@ -209,9 +189,9 @@ def leaderboard(df: pd.DataFrame, *,
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     means = unit_means(df, entry, units, by)
     score_rows, test_rows = [], []
-    for key, group in means.groupby([*by, "metric"], sort=True, observed=True):
-        key = dict(zip([*by, "metric"], key))
-        lower = is_lower_better(key["metric"], lower_is_better)
+    for key, group in means.groupby([*by, "score", "direction"], sort=True, observed=True):
+        key = dict(zip([*by, "score", "direction"], key))
+        lower = key.pop("direction") == "lower"
         wide = group.pivot_table(index=list(units), columns=list(entry), values="value",
                                  aggfunc="first", observed=True)
         methods = list(wide.columns)
@@ -229,15 +209,15 @@ def leaderboard(df: pd.DataFrame, *,
             better = row.pop("_better")
             row.update(p_holm=p_adj, better=better if p_adj <= alpha else "")
             test_rows.append({**key, **row})
-    score_cols = [*by, "metric", *entry, "n", "mean", "ci_low", "ci_high", "lower_is_better"]
+    score_cols = [*by, "score", *entry, "n", "mean", "ci_low", "ci_high", "lower_is_better"]
     scores = pd.DataFrame(score_rows, columns=score_cols)
     if not scores.empty:
         signed = scores["mean"].where(~scores["lower_is_better"], -scores["mean"])
-        scores["rank"] = (signed.groupby([scores[c] for c in [*by, "metric"]])
+        scores["rank"] = (signed.groupby([scores[c] for c in [*by, "score"]])
                           .rank(ascending=False, method="min").astype(int))
     else:
         scores["rank"] = pd.Series(dtype=int)
-    test_cols = [*by, "metric", "method_a", "method_b", "n", "statistic", "p", "median_diff",
+    test_cols = [*by, "score", "method_a", "method_b", "n", "statistic", "p", "median_diff",
                  "p_holm", "better"]
     tests = pd.DataFrame(test_rows, columns=test_cols)
     return Leaderboard(scores=scores, tests=tests, entry=entry, confidence=confidence,
@@ -249,7 +229,10 @@ def _paired_test(wide: pd.DataFrame, a, b, lower: bool) -> dict:
     pair = wide[[a, b]].dropna()
     x, y = pair[a].to_numpy(), pair[b].to_numpy()
     diff = x - y
-    label = (lambda m: " ".join(map(str, m)) if isinstance(m, tuple) else str(m))
+
+    def label(m) -> str:
+        return " ".join(map(str, m)) if isinstance(m, tuple) else str(m)
+
     row = {"method_a": label(a), "method_b": label(b), "n": int(diff.size),
            "statistic": np.nan, "p": np.nan,
            "median_diff": float(np.median(diff)) if diff.size else np.nan}
@@ -265,31 +248,30 @@ def _paired_test(wide: pd.DataFrame, a, b, lower: bool) -> dict:
 
 def metric_agreement(df: pd.DataFrame, *, units: Sequence[str] = ("dataset", "model_id",
                                                                    "method"),
-                     oriented: bool = True,
-                     lower_is_better: Collection[str] | Mapping[str, bool] | None = None,
-                     min_units: int = 3) -> pd.DataFrame:
-    """Spearman rank correlation between every pair of metrics over per-unit means.
+                     oriented: bool = True, min_units: int = 3) -> pd.DataFrame:
+    """Spearman rank correlation between every pair of scores over per-unit means.
 
-    Each metric is first averaged per unit (default: one (dataset, model, method) triple, i.e.
-    over samples); ρ(a, b) is Spearman's correlation over the units both metrics have. With
-    ``oriented`` (default) lower-is-better metrics are negated first, so ρ > 0 always means the
-    two metrics agree on which method/model is better. Non-finite values are left out. Returns a
-    square metrics × metrics frame; a pair with fewer than ``min_units`` shared units or a
-    constant metric is NaN.
+    ``df``: :func:`ranked_rows` (columns ``score``, ``direction``). Each score is first averaged
+    per unit (default: one (dataset, model, method) triple, i.e. over samples); ρ(a, b) is
+    Spearman's correlation over the units both scores have. With ``oriented`` (default)
+    lower-is-better scores are negated first, so ρ > 0 always means the two agree on which
+    method/model is better. Non-finite values are left out. Returns a square scores × scores
+    frame; a pair with fewer than ``min_units`` shared units or a constant score is NaN.
     """
     units = list(units)
-    _check_columns(df, [*units, "metric", "value"])
+    _check_columns(df, [*units, "score", "direction", "value"])
     if min_units < 2:
         raise ValueError(f"min_units must be at least 2, got {min_units!r}")
     finite = df[np.isfinite(df["value"].to_numpy(dtype=np.float64))]
-    wide = finite.pivot_table(index=units, columns="metric", values="value", aggfunc="mean",
+    wide = finite.pivot_table(index=units, columns="score", values="value", aggfunc="mean",
                               observed=True)
     metrics = list(wide.columns)
     if oriented:
+        lower = set(finite.loc[finite["direction"] == "lower", "score"])
         for metric in metrics:
-            if is_lower_better(metric, lower_is_better):
+            if metric in lower:
                 wide[metric] = -wide[metric]
-    rho = pd.DataFrame(np.nan, index=pd.Index(metrics, name="metric"),
+    rho = pd.DataFrame(np.nan, index=pd.Index(metrics, name="score"),
                        columns=pd.Index(metrics, name=None))
     for i, a in enumerate(metrics):
         rho.loc[a, a] = 1.0

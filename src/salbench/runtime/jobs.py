@@ -1,9 +1,11 @@
 """Jobs: a job is a pure function of its config, named by a hash of (function, config).
 
-A job function has the signature ``fn(config: dict, ctx: JobContext) -> rows`` where rows is a
-DataFrame or list of dicts in the results schema (``salbench.results.COLUMNS``), or ``None`` for a
-job that only writes artifacts (a trained checkpoint) under ``ctx.run_dir``. Artifacts must be
-written atomically (temp file, then rename) so a killed job leaves none half-written.
+A job function has the signature ``fn(config: dict, ctx: JobContext) -> rows`` where rows maps
+result table names to lists of row dicts (``salbench.results.tables``), or is a plain list (the
+``results`` table), or ``None`` for a job that only writes artifacts (a trained checkpoint) under
+``ctx.run_dir``. Artifacts must be written atomically (temp file, then rename) so a killed job
+leaves none half-written. The config holds exactly the job's inputs: its hash is the job's key,
+so anything else in it would rerun the job when it changes.
 """
 
 from __future__ import annotations
@@ -16,15 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from salbench.runtime.devices import resolve_device
 from salbench.runtime.seeding import derive_seed, seed_everything
 
 
 @dataclass(frozen=True)
 class Job:
-    """One unit of work: ``fn`` ("package.module:function") applied to a JSON-serialisable config."""
+    """One unit of work: ``fn`` ("package.module:function") applied to a JSON-serialisable
+    config."""
 
     fn: str
     config: Mapping[str, Any]
@@ -55,8 +56,9 @@ def resolve_function(path: str) -> Callable[[dict, JobContext], Any]:
     return getattr(importlib.import_module(module), name)
 
 
-def execute(job: Job, run_dir: str | Path, device: str) -> pd.DataFrame | list | None:
-    """Run ``job`` in this process with its own seed (derived from the config's ``seed`` and key)."""
+def execute(job: Job, run_dir: str | Path, device: str) -> dict | list | None:
+    """Run ``job`` in this process with its own seed (derived from the config's ``seed`` and
+    key)."""
     seed = derive_seed(int(job.config.get("seed", 0)), job.key)
     seed_everything(seed)
     ctx = JobContext(run_dir=Path(run_dir), device=str(resolve_device(device)), seed=seed,

@@ -1,0 +1,225 @@
+"""The ``salbench`` command line (Typer). Every command's ``--help`` shows an example.
+
+The command modules live here, above every stage: a command may use any stage (the stages never
+import the CLI).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from salbench.cli.common import fail, warn
+from salbench.cli.data import app as data_app
+from salbench.cli.evaluate import evaluate
+from salbench.cli.explain import explain, methods
+from salbench.cli.report import report, write_report
+from salbench.cli.train import train
+from salbench.config import ConfigError
+
+EXECUTORS = ("local", "ray")
+
+app = typer.Typer(
+    name="salbench",
+    help="Benchmark saliency (XAI) methods for PyTorch image classifiers against ground truth.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+study_app = typer.Typer(help="List and run the source documents' studies.", no_args_is_help=True)
+app.add_typer(study_app, name="study")
+app.add_typer(data_app, name="data")
+app.command("train")(train)
+app.command("explain")(explain)
+app.command("methods")(methods)
+app.command("evaluate")(evaluate)
+app.command("report")(report)
+console = Console()
+
+
+@app.command("metrics")
+def metrics_command() -> None:
+    """List every metric: what it needs, its outputs (↑ higher / ↓ lower is better, range), its
+    cost in model passes per sample and its source.
+
+    Example: salbench metrics
+    """
+    from salbench.metrics import available
+
+    table = Table()
+    for column in ("metric", "kind", "outputs", "cost / sample (defaults, 3×224²)", "source"):
+        table.add_column(column)
+    arrows = {"higher": "↑", "lower": "↓", "none": "·"}
+    for spec in available():
+        outputs = []
+        for out in spec.outputs:
+            lo, hi = out.resolve_range(spec.params)
+            level = " (set)" if out.level == "set" else ""
+            outputs.append(f"{out.name} {arrows[out.resolve_direction(spec.params)]} "
+                           f"[{lo:g}, {hi:g}]{level}")
+        cost = spec.estimate(shape=(3, 224, 224))
+        parts = [f"{cost.forward:g} fwd"] if cost.forward else []
+        parts += [f"{cost.explanations:g} explanations"] if cost.explanations else []
+        table.add_row(spec.name, spec.kind, "\n".join(outputs), ", ".join(parts) or "none",
+                      spec.source)
+    console.print(table)
+    console.print("↑ higher is better, ↓ lower is better, · ranks nothing; directions that depend "
+                  "on parameters are shown at the defaults (region_perturbation: ↓ for MoRF, ↑ "
+                  "for LRF). Parameters: salbench.metrics.get_metric(NAME).params")
+
+
+@app.command("results")
+def results_command(
+    sql: str = typer.Argument(..., help="DuckDB SQL over the tables results, curves, summaries, "
+                                        "predictions."),
+    run: Path = typer.Option(..., "--run", help="Run folder (e.g. runs/quickstart)."),
+    limit: int = typer.Option(50, min=1, help="Print at most this many rows."),
+) -> None:
+    """Run a DuckDB SQL query over a run's result tables and print a table.
+
+    Example: salbench results --run runs/quickstart "select metric, output, direction, count(*)
+    from results group by all"
+    """
+    import duckdb
+
+    from salbench.results import connect
+
+    try:
+        con, status = connect(run)
+    except FileNotFoundError as err:
+        fail(str(err))
+    try:
+        frame = con.execute(sql).df()
+    except duckdb.Error as err:
+        fail(f"sql: {str(err).splitlines()[0]}")
+    finally:
+        con.close()
+    for problem in status.problems():
+        warn(problem)
+    table = Table(show_lines=False)
+    for column in frame.columns:
+        table.add_column(str(column))
+    for row in frame.head(limit).itertuples(index=False):
+        table.add_row(*[f"{v:.6g}" if isinstance(v, float) else str(v) for v in row])
+    console.print(table)
+    if len(frame) > limit:
+        console.print(f"({len(frame)} rows, {limit} shown; raise --limit to see more)")
+
+
+@app.command("findings")
+def findings_command(
+    run: Path = typer.Argument(..., help="Run folder of a study run, e.g. runs/cells-small."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list of findings."),
+) -> None:
+    """Print the findings of a study run: each claim of the document with its section, the
+    document's number, the measured value with its 95 % bootstrap interval and n, and the
+    verdict (agrees, disagrees, inconclusive, not testable here), computed from the results.
+
+    Example: salbench findings runs/cells-small --json
+    """
+    import json
+
+    from salbench.results import ResultStore
+    from salbench.results.findings import verdict_counts
+    from salbench.studies import run_findings
+
+    if not (run / "results").is_dir():
+        fail(f"RUN {str(run)!r} is not a run folder (no results/ inside)")
+    for problem in ResultStore(run).problems():
+        warn(problem)
+    found = run_findings(run)
+    if as_json:
+        typer.echo(json.dumps([f.to_dict() for f in found], indent=1))
+        return
+    if not found:
+        fail(f"RUN {str(run)!r} holds no study with findings")
+    table = Table(show_lines=True)
+    for column in ("study", "claim", "section", "document", "measured [95 % CI]", "n",
+                   "verdict"):
+        table.add_column(column)
+    for f in found:
+        measured = ("–" if f.measured is None else f"{f.measured:.3g}"
+                    + ("" if f.low is None else f" [{f.low:.3g}, {f.high:.3g}]"))
+        table.add_row(f.study, f.claim + (f"\n({f.note})" if f.note else ""), f.section,
+                      f.document, measured, str(f.n), f.verdict)
+    console.print(table)
+    counts = verdict_counts(found)
+    console.print(", ".join(f"{n} {v}" for v, n in counts.items()) + f" ({found[0].scale})")
+
+
+@study_app.command("list")
+def study_list() -> None:
+    """List the studies with one line each.
+
+    Example: salbench study list
+    """
+    from salbench.studies import all_studies
+
+    for name, study in sorted(all_studies().items()):
+        console.print(f"[bold]{name}[/]: {study.summary}", highlight=False)
+
+
+@study_app.command("run")
+def study_run(
+    name: str = typer.Argument(..., help="Study name (see `salbench study list`)."),
+    preset: str = typer.Option("tiny", help="Scale preset: tiny (CPU, minutes), small, paper."),
+    set_: list[str] = typer.Option([], "--set", help="Override a config key: key=value (repeat)."),
+    config: Path | None = typer.Option(None, help="YAML config replacing the preset."),
+    out: Path | None = typer.Option(None, help="Run folder (default runs/NAME-PRESET)."),
+    executor: str = typer.Option("local", help=f"Job executor: one of {', '.join(EXECUTORS)}."),
+    device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
+    report: bool = typer.Option(True, help="Write the HTML report when the study finishes."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Run a study end to end into a run folder (resumable: rerun to continue).
+
+    Example: salbench study run cells --preset tiny --set seed=1 --out runs/cells-tiny
+    """
+    from salbench.results import RunLockedError
+    from salbench.runtime import set_quiet
+    from salbench.studies import get_study, run_study
+
+    set_quiet(quiet)
+    try:
+        study = get_study(name)
+        cfg = (study.config_class.from_yaml(config).with_overrides(set_) if config
+               else study.config(preset, set_))
+        if executor not in EXECUTORS:
+            raise ConfigError(f"--executor must be one of {list(EXECUTORS)}, got {executor!r}")
+    except ConfigError as err:
+        fail(str(err))
+    run_dir = out or Path("runs") / f"{name}-{preset}"
+    try:
+        summaries = run_study(study, cfg, run_dir, executor=executor, device=device,
+                              scale="custom" if config else preset)
+    except (ConfigError, ValueError, RunLockedError) as err:
+        fail(str(err))
+    failed = {k: v for s in summaries.values() for k, v in s.failed.items()}
+    for stage, summary in summaries.items():
+        console.print(f"{stage}: {len(summary.done)} done, {len(summary.skipped)} already done, "
+                      f"{len(summary.failed)} failed", highlight=False)
+    if failed:
+        for key, message in failed.items():
+            Console(stderr=True, soft_wrap=True).print(f"[red]job {key} failed:[/] {message}",
+                                                       highlight=False)
+        console.print(f"details: {run_dir / 'logs' / 'salbench.log'}")
+        raise typer.Exit(1)
+    if report:
+        console.print(f"report: {write_report(run_dir)}", highlight=False)
+
+
+@app.command("quickstart")
+def quickstart(
+    out: Path = typer.Option(Path("runs/quickstart"), help="Run folder to write."),
+    device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """The end-to-end demo at tiny scale: data, models, every method, every metric, the report.
+
+    Example: salbench quickstart --out runs/quickstart
+    """
+    study_run("quickstart", preset="tiny", set_=[], config=None, out=out, executor="local",
+              device=device, report=True, quiet=quiet)

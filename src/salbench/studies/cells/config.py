@@ -1,0 +1,118 @@
+"""The cells study's config and presets (document 001): table 1's three architectures, their
+branches, the eight methods, the standard and clamped soft five-band scores."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, PositiveInt, field_validator
+
+from salbench.config import Config
+from salbench.studies.specs import MethodSpec, MetricSpec, check_training
+
+# Training presets of table 1 (salbench.models.training.PRESETS): TC and TR.
+CONTINUOUS, REGULAR = "cells-continuous", "cells-regular"
+# Document 001, section 3.3: the eight Captum methods. Saliency keeps Captum's default abs=True
+# (the document used Captum's defaults); every other method keeps the registry defaults.
+METHODS = [
+    {"name": "saliency", "params": {"abs": True}},
+    {"name": "input_x_gradient"},
+    {"name": "deeplift"},
+    {"name": "guided_backprop"},
+    {"name": "guided_gradcam"},
+    {"name": "deconvolution"},
+    {"name": "gradient_shap"},
+    {"name": "deeplift_shap"},
+]
+# Document 001, sections 3.3 and 4.1: standard and clamped soft five-band scores; the schedule is
+# a factor column of their rows.
+METRICS = [
+    {"name": "soft_five_band", "params": {"schedule": "standard"}},
+    {"name": "soft_five_band", "params": {"schedule": "clamped"}},
+]
+
+
+def _training(mode: str):
+    """A validator of a training-override dict against the preset ``mode``."""
+    def check(value: dict) -> dict:
+        check_training({"preset": mode, **value})
+        return value
+
+    return check
+
+
+class CellsModel(Config):
+    """One architecture of table 1: ``arch``, channel ``width``, image ``size``, starting
+    ``weights`` (``"imagenet"`` or a file, as the document fine-tunes torchvision's ImageNet
+    models; default random initialisation, since no weights ship) and overrides of the training
+    presets ``cells-continuous`` (TC) and ``cells-regular`` (TR)."""
+
+    arch: Literal["alexnet", "vgg16", "resnet34"]
+    width: float = Field(1.0, gt=0, le=1)
+    weights: str | None = None
+    size: int = Field(224, ge=32)
+    continuous: dict = Field(default_factory=dict)
+    regular: dict = Field(default_factory=dict)
+
+    _continuous = field_validator("continuous")(_training(CONTINUOUS))
+    _regular = field_validator("regular")(_training(REGULAR))
+
+
+class CellsConfig(Config):
+    """The cells study. ``n`` samples in shards of ``shard_size`` (32/8/8 shards train/val/test,
+    section 3.1); ``branches`` regular-evaluation models per architecture (section 3.2);
+    ``n_samples`` evaluation samples explained per branch; ``gallery`` samples stored for
+    figures 5–6 (branch 0 of each architecture); ``alexnet_added_layers``: numbers k ≥ 1 of 3×3
+    conv layers added to AlexNet for the appendix-fig.-1 variants (empty: skipped), trained at
+    ``variant_width`` and ``variant_size`` with the ``variant_*`` training overrides."""
+
+    seed: int = Field(0, ge=0)
+    n: int = Field(gt=0)
+    shard_size: int = Field(200, gt=0)
+    models: dict[str, CellsModel]
+    branches: int = Field(5, ge=1)
+    methods: list[MethodSpec] = Field(default_factory=lambda: [MethodSpec.parse(m)
+                                                               for m in METHODS])
+    metrics: list[MetricSpec] = Field(default_factory=lambda: [MetricSpec.parse(m)
+                                                               for m in METRICS])
+    n_samples: int = Field(gt=0)
+    gallery: int = Field(2, ge=0)
+    alexnet_added_layers: list[PositiveInt] = Field(default_factory=list)
+    variant_width: float = Field(1.0, gt=0, le=1)
+    variant_size: int = Field(224, ge=32)
+    variant_continuous: dict = Field(default_factory=dict)
+    variant_regular: dict = Field(default_factory=dict)
+
+    _variant_continuous = field_validator("variant_continuous")(_training(CONTINUOUS))
+    _variant_regular = field_validator("variant_regular")(_training(REGULAR))
+
+
+def _tiny_model(arch: str) -> dict:
+    short = {"epochs": 2, "lr": 1e-3, "batch_size": 16}
+    return {"arch": arch, "width": 0.125, "size": 64, "continuous": short,
+            "regular": {**short, "epochs": 1, "early_stop_limit": 6, "val_shards": 4}}
+
+
+PRESETS = {
+    # CPU minutes: 64 px, width 0.125, two branches, 12 evaluation samples per branch.
+    "tiny": {"n": 480, "shard_size": 10, "branches": 2, "n_samples": 12, "gallery": 2,
+             "models": {name: _tiny_model(arch) for name, arch in
+                        (("resnet", "resnet34"), ("alexnet", "alexnet"), ("vgg", "vgg16"))},
+             "variant_width": 0.125, "variant_size": 64,
+             "variant_continuous": {"epochs": 2, "lr": 1e-3},
+             "variant_regular": {"epochs": 2, "lr": 1e-3, "early_stop_limit": 6}},
+    # CPU hours / GPU minutes: 128 px, width 0.25, the document's five branches.
+    "small": {"n": 2400, "shard_size": 50, "branches": 5, "n_samples": 200, "gallery": 4,
+              "models": {name: {"arch": arch, "width": 0.25, "size": 128}
+                         for name, arch in (("resnet", "resnet34"), ("alexnet", "alexnet"),
+                                            ("vgg", "vgg16"))},
+              "alexnet_added_layers": [1, 2, 4], "variant_width": 0.25, "variant_size": 128},
+    # Document 001: 48 shards of 200 (section 3.1), table 1 image sizes (ResNet 512, AlexNet and
+    # VGG 224), full widths, the training presets' table-1 values, 5 branches (section 3.2), all
+    # 1600 evaluation samples (section 3.3), AlexNet + 1…8 conv layers (section 4.1).
+    "paper": {"n": 9600, "shard_size": 200, "branches": 5, "n_samples": 1600, "gallery": 8,
+              "models": {"resnet": {"arch": "resnet34", "size": 512},
+                         "alexnet": {"arch": "alexnet", "size": 224},
+                         "vgg": {"arch": "vgg16", "size": 224}},
+              "alexnet_added_layers": list(range(1, 9))},
+}

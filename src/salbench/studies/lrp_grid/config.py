@@ -1,0 +1,101 @@
+"""The lrp-grid config and presets: the composites, stabilisers, the γ/ε grid and the region
+perturbation settings of document 002 (sections 2.1.5, 2.2, 4.1; tables 4.1–4.3)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field, field_validator, model_validator
+from typing_extensions import Self
+
+from salbench.config import Config
+from salbench.studies.specs import DataSpec, check_training
+
+COMPOSITES = ("decreasing_gamma", "tutorial")
+STABILISERS = ("vanilla", "zennit", "tutorial")
+SORTS = ("morf", "lrf", "random")
+SORT_LABELS = {"morf": "MoRF", "lrf": "LRF", "random": "random"}
+# Document 002, section 4.1: "{0, 10^-4, ..., 10^0}; a total of 16 values".
+PAPER_GRID = [0.0] + [float(v) for v in np.logspace(-4, 0, 15)]
+# Coarse 3 × 3 sub-grid for the tiny preset.
+TINY_GRID = [0.0, 0.01, 1.0]
+# The composites' published defaults (tables 2.3, 2.4) as (first, second), shown next to the
+# optima (fig. 4.3).
+DEFAULTS = {"decreasing_gamma": (0.25, 0.1), "tutorial": (0.25, 0.25)}
+
+
+class LrpGridConfig(Config):
+    """The lrp-grid study (see the package docstring). ``grid`` holds the values of both layer
+    groups (the grid is ``grid × grid``); ``explain_class`` names the class whose test images are
+    explained (document: the 50 ImageNet axolotl images; ``None``: all classes); ``target_index``
+    replaces the explained class index (ImageNet's 29 for a folder of axolotls). ``patch`` …
+    ``score`` are the region-perturbation settings (section 2.2, NOTES.md)."""
+
+    seed: int = Field(0, ge=0)
+    data: DataSpec
+    width: float = Field(1.0, gt=0, le=1)
+    train: dict = Field(default_factory=lambda: {"preset": "cells-continuous"})
+    folder: str | None = None
+    weights: str | None = None
+    target_index: int | None = Field(None, ge=0)
+    explain_class: str | None = None
+    n_samples: int = Field(gt=0)
+    composites: list[Literal["decreasing_gamma", "tutorial"]] = Field(
+        default_factory=lambda: list(COMPOSITES))
+    stabilisers: list[Literal["vanilla", "zennit", "tutorial"]] = Field(
+        default_factory=lambda: list(STABILISERS))
+    grid: list[float] = Field(default_factory=lambda: list(PAPER_GRID), min_length=1)
+    sorts: list[Literal["morf", "lrf", "random"]] = Field(default_factory=lambda: list(SORTS))
+    patch: int = Field(8, ge=1)
+    fill: Literal["inpaint-telea", "inpaint-fast", "gray", "uniform", "mean", "blur"] = \
+        "inpaint-telea"
+    steps: str = "square"
+    repeated: bool = True
+    last_step_gray: bool = True
+    score: Literal["logit", "probability"] = "logit"
+    input_range: tuple[float, float] = (0.0, 1.0)
+    gallery: int = Field(2, ge=0)
+
+    @field_validator("train")
+    @classmethod
+    def _train(cls, value: dict) -> dict:
+        return check_training(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if any(v < 0 for v in self.grid):
+            raise ValueError("grid values must be >= 0 (γ and ε of LRP)")
+        if self.folder is not None and self.weights is None:
+            raise ValueError("folder needs weights ('imagenet' or a VGG-16 state-dict path): "
+                             "the folder mode explains a pre-trained VGG-16 (document 002)")
+        if self.weights is not None and self.folder is None:
+            raise ValueError("weights apply to the folder mode only; set folder too")
+        if self.input_range[0] >= self.input_range[1]:
+            raise ValueError("input_range must be (low, high) with low < high")
+        return self
+
+
+PRESETS = {
+    # CPU minutes: 64 px cells (an 8 × 8 grid of 8 × 8 patches, 8 square steps), VGG-16 at width
+    # 0.125, 4 images of one class, a 3 × 3 sub-grid, the zennit stabiliser only.
+    "tiny": {"data": {"kind": "cells", "n": 480, "size": 64,
+                      "params": {"shard_size": 10}},
+             "width": 0.125, "train": {"preset": "cells-continuous", "epochs": 3, "lr": 1e-3},
+             "explain_class": "CCellP", "n_samples": 4, "grid": TINY_GRID,
+             "stabilisers": ["zennit"], "gallery": 2},
+    "small": {"data": {"kind": "cells", "n": 2400, "size": 112,
+                       "params": {"shard_size": 50}},
+              "width": 0.25, "train": {"preset": "cells-continuous", "epochs": 8, "lr": 1e-3},
+              "explain_class": "CCellP", "n_samples": 20,
+              "grid": [0.0] + [float(v) for v in np.logspace(-4, 0, 5)], "gallery": 3},
+    # Document 002, section 4: VGG-16 at 224 px, 50 images of one class (4, intro), the
+    # 16-value grid (4.1, tables 4.2-4.3), all three stabilisers (2.1.5), 8 × 8 patches with
+    # inpainting, MoRF/LRF/random (table 4.1) on the square schedule (NOTES.md). On the embedded
+    # data (no ImageNet here); with a folder holding the axolotl images: --set folder=DIR
+    # --set weights=imagenet --set explain_class=null --set target_index=29.
+    "paper": {"data": {"kind": "cells", "n": 9600, "size": 224,
+                       "params": {"shard_size": 200}},
+              "width": 1.0, "train": {"preset": "cells-continuous", "epochs": 4},
+              "explain_class": "CCellP", "n_samples": 50, "gallery": 4},
+}
