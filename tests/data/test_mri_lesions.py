@@ -86,7 +86,7 @@ def test_lesions_inside_brain_and_masks_cover_exactly_the_change(data, spec):
 
 def test_screen_blend_peaks_at_w(spec):
     w = 0.35
-    data = mri_lesions.generate(6, seed=SEED, w=w, **PARAMS)
+    data = mri_lesions.generate(6, seed=SEED, w=w, split_fractions=(1, 0, 0), **PARAMS)
     for i in range(6):
         bg = background(spec, i)
         x, mask = data.x[i, 0].numpy().astype(np.float64), data.masks[i].numpy() > 0
@@ -117,7 +117,7 @@ def test_same_bytes_for_any_worker_count_and_alone(data, spec):
 
 def test_white_matter_placement():
     data = mri_lesions.generate(6, seed=1, placement="white_matter", size=128,
-                                slices_per_subject=3)
+                                slices_per_subject=3, split_fractions=(1, 0, 0))
     spec = make_spec(seed=1, placement="white_matter", size=128, slices_per_subject=3)
     for i in range(6):
         if data.meta.placement_fallback[i]:
@@ -140,8 +140,11 @@ def test_lesion_free_variant_is_the_same_background(data):
 @pytest.mark.parametrize("kwargs, words", [
     ({"w": 0}, "w must be in (0, 1]"),
     ({"w": 1.5}, "w must be in (0, 1]"),
-    ({"size": 24}, "too small for the lesions"),
+    ({"size": 24, "field_of_view": "scale"}, "too small for the lesions"),
+    ({"size": 24, "lesion_scale": 0.3}, "too small for the lesions"),
+    ({"size": 40}, "too large"),
     ({"size": 96, "lesion_scale": 3.0}, "too large"),
+    ({"field_of_view": "zoom"}, "field_of_view must be 'crop'"),
     ({"placement": "cortex"}, "placement"),
     ({"label": "sex"}, "demographics"),
     ({"slices_per_subject": 500}, "slices_per_subject"),

@@ -41,7 +41,8 @@ def test_nifti_backgrounds_sex_labels_and_subject_splits(nifti_folder):
     groups = data.meta.groupby("subject").split.nunique()
     assert (groups == 1).all() and data.meta.subject.nunique() == 5
     assert data.params["backgrounds"]["subjects"] == 5
-    lesions = mri_lesions.generate(6, size=64, backgrounds=nifti_folder, fov_mm=55.0)
+    lesions = mri_lesions.generate(6, size=64, backgrounds=nifti_folder, fov_mm=55.0,
+                                   split_fractions=(1, 0, 0))
     assert (lesions.masks.sum((1, 2)) > 0).all()
 
 
@@ -63,7 +64,7 @@ def test_cli_generates_previews_and_reports_bad_input(tmp_path):
         assert result.exit_code == 0 and "Example: salbench data" in result.output
     out = tmp_path / "mri"
     result = runner.invoke(app, ["mri-lesions", "--n", "4", "--out", str(out), "--size", "64",
-                                 "--slices-per-subject", "2", "--workers", "2"])
+                                 "--slices-per-subject", "1", "--workers", "2"])
     assert result.exit_code == 0, result.output
     assert len(load(out)) == 4
     result = runner.invoke(app, ["preview", str(out), "--count", "4"])

@@ -51,7 +51,7 @@ def test_pretraining_on_generated_corpora(corpus, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no ImageNet file: generated corpus
     cfg = TrainConfig(optimizer="adam", lr=3e-3, scheduler="none", epochs=1, batch_size=16)
     model, info = pretrained_model("resnet18", corpus, 3, in_channels=1, input_size=32,
-                                   width=0.125, n=48, config=cfg)
+                                   width=0.125, n=128, config=cfg)
     assert info["source"] == corpus and "accuracy" in info["pretrain_scores"]
     assert model.fc.out_features == 3 and model.salbench_spec.num_classes == 3
     assert model.salbench_spec.weights == f"pretrained:{corpus}"

@@ -4,9 +4,14 @@ volumes.
 Document 000, section 2.1: axial T1 slices with less than 55 % black pixels, made square (zero
 padding along one axis, cropping along the other), 270 x 270 pixels, intensities in [0, 0.7]. The
 document's HCP slices are 260 x 311 voxels of 0.7 mm, so the 270 x 270 square covers a field of
-view of 189 mm; salbench samples every volume on that square field of view (centred on the brain)
-at ``size`` pixels, which pads and crops exactly as the document does for HCP data and fits any
-other voxel size.
+view of 189 mm (``fov_mm``), centred on the brain; this pads and crops exactly as the document does
+for HCP data and fits any other voxel size. An image of ``size`` pixels is made in one of two
+ways (``field_of_view``):
+
+- ``"crop"``: the document's pixels (``fov_mm / 270`` mm, 0.7 mm by default) on a frame of
+  ``max(size, 270)`` pixels, of which the image is a ``size`` x ``size`` window where the brain is
+  (:func:`brain_window`); at 270 px the window is the whole slice.
+- ``"scale"``: the whole field of view sampled at ``size`` pixels (``fov_mm / size`` mm).
 
 Embedded default (no download): the MNI152 T1 template, brain mask and white-matter map that
 nilearn ships, turned into distinct *pseudo-subjects*: each subject has its own seeded random 3-D
@@ -27,7 +32,10 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-HCP_FOV_MM = 270 * 0.7  # document 000, section 2.1: 270 px of the 0.7 mm HCP slices
+DOCUMENT_PIXELS = 270  # document 000, section 2.1: 270 x 270 slices
+HCP_FOV_MM = DOCUMENT_PIXELS * 0.7  # document 000, section 2.1: 270 px of the 0.7 mm HCP slices
+FIELDS_OF_VIEW = ("crop", "scale")
+WINDOW_BRAIN_SHARE = 0.9  # salbench: a crop window holds >= 90 % of the most brain a window holds
 MAX_BLACK_FRACTION = 0.55  # document 000, section 2.1
 MAX_INTENSITY = 0.7  # document 000, section 2.1: B_ij in [0, 0.7]
 SLICES_PER_SUBJECT = 41  # document 000, datasheet: 24 924 slices from 601 training subjects
@@ -59,6 +67,7 @@ class Background:
     subject: str
     slice_index: int  # the axial voxel plane of the (undeformed) volume
     position: float  # 0 = lowest kept slice of the volume, 1 = highest
+    window: tuple[int, int]  # top-left pixel (row, col) of the image in its frame
 
 
 @functools.lru_cache(maxsize=1)
@@ -117,6 +126,48 @@ def sample_volume(array: np.ndarray, voxels: np.ndarray, shape: tuple[int, ...])
     values = ndimage.map_coordinates(array, voxels, order=1, mode="constant", cval=0.0,
                                      prefilter=False)
     return values.reshape(shape).astype(np.float32, copy=False)
+
+
+def frame_of(size: int, fov_mm: float, field_of_view: str) -> tuple[int, float]:
+    """Side (px) and extent (mm) of the square frame a ``size`` px image is cut from.
+
+    ``"scale"``: the image is the frame, ``fov_mm`` at ``size`` px. ``"crop"``: ``max(size, 270)``
+    px of ``fov_mm / 270`` mm (the document's pixels), so the frame is the document's slice or,
+    above 270 px, that slice padded.
+    """
+    if field_of_view == "scale":
+        return size, fov_mm
+    frame = max(size, DOCUMENT_PIXELS)
+    return frame, fov_mm * frame / DOCUMENT_PIXELS
+
+
+def box_sums(mask: np.ndarray, h: int, w: int) -> np.ndarray:
+    """``[S - h + 1, S' - w + 1]``: the number of ``mask`` pixels in each ``h`` x ``w`` box, indexed
+    by its top-left corner (an integral image)."""
+    integral = np.pad(mask.astype(np.int32), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    return integral[h:, w:] - integral[:-h, w:] - integral[h:, :-w] + integral[:-h, :-w]
+
+
+def brain_window(brain: np.ndarray, size: int, rng: np.random.Generator) -> tuple[int, int]:
+    """Top-left corner of a ``size`` x ``size`` window of a frame's ``brain`` mask, drawn uniformly
+    among the windows holding at least ``WINDOW_BRAIN_SHARE`` of the most brain any window holds.
+    A frame of ``size`` px is its own window (nothing is drawn)."""
+    if brain.shape[0] == size:
+        return 0, 0
+    counts = box_sums(brain, size, size)
+    candidates = np.flatnonzero(counts >= WINDOW_BRAIN_SHARE * counts.max())
+    row, col = divmod(int(rng.choice(candidates)), counts.shape[1])
+    return row, col
+
+
+def cut_window(volume: Volume, voxels: np.ndarray, frame: int, size: int,
+               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """For the voxel coordinates ``[3, F * F]`` of a frame: the brain mask ``[S, S]`` of its
+    :func:`brain_window`, the window's voxel coordinates ``[3, S * S]`` and its top-left corner."""
+    brain = sample_volume(volume.brain, voxels, (frame, frame)) > 0.5
+    r, c = brain_window(brain, size, rng)
+    window = voxels.reshape(3, frame, frame)[:, r:r + size, c:c + size].reshape(3, -1)
+    return brain[r:r + size, c:c + size], window, (r, c)
 
 
 def voxel_plane(volume: Volume, z_mm: float) -> int:
@@ -197,7 +248,8 @@ class TemplateBackgrounds:
     """Pseudo-subjects made from nilearn's MNI152 template; unlimited subjects.
 
     Subject ``s`` contributes ``slices_per_subject`` distinct kept slices in a seeded random order;
-    sample ``i`` shows subject ``i // slices_per_subject``.
+    sample ``i`` shows subject ``i // slices_per_subject``. A subject's deformation lives on the
+    frame (:func:`frame_of`), so in ``"crop"`` mode it is the same at every ``size``.
     """
 
     size: int
@@ -206,6 +258,7 @@ class TemplateBackgrounds:
     max_black_fraction: float = MAX_BLACK_FRACTION
     slices_per_subject: int = SLICES_PER_SUBJECT
     deformation: Deformation = field(default_factory=Deformation)
+    field_of_view: str = "crop"
 
     def __post_init__(self):
         if not 0 < self.max_black_fraction <= 1:
@@ -237,29 +290,31 @@ class TemplateBackgrounds:
 
     def render(self, position: int, k: int, rng: np.random.Generator) -> Background:
         volume, kept, d = mni_volume(), self.kept(), self.deformation
+        frame, frame_mm = frame_of(self.size, self.fov_mm, self.field_of_view)
         subject_rng = np.random.default_rng([self.seed, 7001, position])
         order = subject_rng.permutation(len(kept))
         angles = subject_rng.uniform(-d.rotation_deg, d.rotation_deg, 3)
         scales = subject_rng.uniform(1 - d.scale, 1 + d.scale, 3)
         shift = subject_rng.uniform(-d.translation_mm, d.translation_mm, 3)
-        elastic = smooth_field(subject_rng, d.elastic_mm, d.grid, self.size, count=2)
-        bias = np.exp(smooth_field(subject_rng, d.bias, d.grid, self.size)[0])
+        elastic = smooth_field(subject_rng, d.elastic_mm, d.grid, frame, count=2)
+        bias = np.exp(smooth_field(subject_rng, d.bias, d.grid, frame)[0])
         slot = int(order[k])
-        centre, shape = volume.centre, (self.size, self.size)
-        points = plane_points(self.size, self.fov_mm, centre, float(kept[slot]))
+        centre = volume.centre
+        points = plane_points(frame, frame_mm, centre, float(kept[slot]))
         points[:2] += elastic
         # the subject's anatomy is the template moved by the inverse of its affine
         matrix = rotation_matrix(angles) @ np.diag(1 / scales)
         voxels = to_voxels(volume.affine,
                            apply_affine(matrix, centre + shift - matrix @ centre, points))
-        brain = sample_volume(volume.brain, voxels, shape) > 0.5
-        t1 = sample_volume(volume.t1, voxels, shape) * bias
+        brain, voxels, (r, c) = cut_window(volume, voxels, frame, self.size, rng)
+        shape = brain.shape
+        t1 = sample_volume(volume.t1, voxels, shape) * bias[r:r + self.size, c:c + self.size]
         if d.noise:
             t1 += d.noise * rng.standard_normal(shape, dtype=np.float32)
         wm = sample_volume(volume.wm, voxels, shape) > 0.5
         return Background(scale_intensity(t1, brain), brain, wm & brain,
                           f"mni-{self.seed}-{position:05d}", voxel_plane(volume, kept[slot]),
-                          slot / max(len(kept) - 1, 1))
+                          slot / max(len(kept) - 1, 1), (r, c))
 
 
 @functools.lru_cache(maxsize=8)
@@ -320,11 +375,13 @@ class NiftiBackgrounds:
     slices: tuple[tuple[float, ...], ...] = ()
     sexes: tuple[str | None, ...] = ()
     skipped: int = 0
+    field_of_view: str = "crop"
 
     @classmethod
     def scan(cls, folder: str | Path, size: int, seed: int = 0, fov_mm: float = HCP_FOV_MM,
              max_black_fraction: float = MAX_BLACK_FRACTION,
-             demographics: str | Path | None = None) -> NiftiBackgrounds:
+             demographics: str | Path | None = None,
+             field_of_view: str = "crop") -> NiftiBackgrounds:
         root = Path(folder)
         if not root.is_dir():
             raise ValueError(f"backgrounds={str(folder)!r} is not a folder of NIfTI volumes")
@@ -356,7 +413,7 @@ class NiftiBackgrounds:
             sexes = [lookup.get(subject_name(Path(f))) for f in files]
         return cls(str(root), size, seed, fov_mm, max_black_fraction,
                    None if demographics is None else str(demographics), tuple(files),
-                   tuple(slices), tuple(sexes), skipped)
+                   tuple(slices), tuple(sexes), skipped, field_of_view)
 
     @property
     def n_subjects(self) -> int:
@@ -381,10 +438,10 @@ class NiftiBackgrounds:
     def render(self, position: int, k: int, rng: np.random.Generator) -> Background:
         volume = read_volume(self.files[position])
         zs = self.slices[position]
-        points = plane_points(self.size, self.fov_mm, volume.centre, zs[k])
-        voxels, shape = to_voxels(volume.affine, points), (self.size, self.size)
-        brain = sample_volume(volume.brain, voxels, shape) > 0.5
-        t1 = sample_volume(volume.t1, voxels, shape)
+        frame, frame_mm = frame_of(self.size, self.fov_mm, self.field_of_view)
+        voxels = to_voxels(volume.affine, plane_points(frame, frame_mm, volume.centre, zs[k]))
+        brain, voxels, window = cut_window(volume, voxels, frame, self.size, rng)
+        t1 = sample_volume(volume.t1, voxels, brain.shape)
         return Background(scale_intensity(t1, brain), brain, None,
                           subject_name(Path(self.files[position])), voxel_plane(volume, zs[k]),
-                          k / max(len(zs) - 1, 1))
+                          k / max(len(zs) - 1, 1), window)

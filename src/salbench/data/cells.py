@@ -23,22 +23,32 @@ bar or plus of 1-2; tails of 6-8) is 0.9, the rest of the cell 0.4, everything e
 all zeros. Shapes are drawn by evaluating the rotated, shifted coordinates at every pixel (no image
 rotation), so heatmap levels are exact float32 {0, 0.4, 0.9}.
 
+Every cell of classes 0-8 has 0.9 pixels at every size >= 32 px (salbench): bars, poles and tails
+are at least 2 px wide (half-width ``max(int(t / 2), 1)`` for bars and poles, whose public-code
+truncation made them vanish below about 128 px, ``max(t / 2, 1)`` for tails), and a cell whose
+discriminative part lies wholly outside the image (a tail pointing out of it) is drawn again.
+
 Samples are drawn uniformly over the classes and grouped into shards of ``shard_size`` (200 in the
 document); shards go to train/val/test in the proportions 32/8/8 (train, val, train, test, train,
-train, ...), so a tiny run needs ``shard_size`` small enough for six shards.
+train, ...), so a run needs at least four shards (an error names the largest ``shard_size``).
 """
 
 from __future__ import annotations
 
 import functools
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from salbench.data.dataset import GroundTruthDataset, check_fractions, split_of_position
+from salbench.data.dataset import (
+    GroundTruthDataset,
+    check_fractions,
+    check_split_sizes,
+    split_of_position,
+    units_needed,
+)
 from salbench.data.shards import (
     Chunk,
     check_count,
@@ -47,7 +57,6 @@ from salbench.data.shards import (
     write_dataset,
 )
 
-log = logging.getLogger("salbench.data")
 CLASSES = ["CCell", "CCellM", "CCellP", "RCell", "RCellB", "RCellC", "CCellT", "CCellT3",
            "CCellT8", "NoCell"]
 BACKGROUNDS = {1: "plain dark", 2: "low-frequency noise", 3: "sinusoidal rings"}
@@ -58,7 +67,10 @@ SHARD_FRACTIONS = (32 / 48, 8 / 48, 8 / 48)  # document 001, section 3.1: 32/8/8
 THRESHOLD = 0.05  # document 001, appendix: th_d = th_l = 0.05
 LOCALISATION, DISCRIMINATIVE = 0.4, 0.9  # document 001, section 3.1
 TAIL_ANGLES = {6: (0.0,), 7: (0.0, 120.0, 240.0), 8: tuple(45.0 * k for k in range(8))}
+NO_CELL = 9
 MIN_SIZE = 32
+MIN_HALF_WIDTH = 1.0  # salbench: bars, poles and tails >= 2 px wide, so none vanishes at 32 px
+MAX_DRAWS = 100  # salbench: redrawings allowed for a cell whose feature falls outside the image
 
 
 def smooth_noise(rng: np.random.Generator, size: int, cell: float, std: float) -> np.ndarray:
@@ -139,7 +151,7 @@ class CellSpec:
         rng = np.random.default_rng([self.seed, 8001, i])
         label = int(self.classes_drawn[rng.integers(len(self.classes_drawn))])
         background_type = int(rng.integers(1, 4))
-        cell, heatmap, support, info = draw_cell(label, self.size, rng)
+        cell, heatmap, support, info = draw_visible_cell(label, self.size, rng)
         background = draw_background(background_type, self.size, rng)
         image = np.where(support[None], cell, background)
         shard = i // self.shard_size
@@ -183,10 +195,23 @@ BORDER_COLOUR = ((0.5, 0.9),) * 3
 INNER_COLOUR = ((0.1, 0.3), (0.1, 0.3), (0.3, 0.5))
 
 
+def draw_visible_cell(label: int, size: int, rng: np.random.Generator
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """:func:`draw_cell`, drawn again while the discriminative part has no pixel in the image (a
+    tail pointing out of it; the public code kept such cells); ``info["draws"]`` counts the
+    drawings (1 for all but about 1 in 1000 cells)."""
+    for draws in range(1, MAX_DRAWS + 1):
+        cell, heatmap, support, info = draw_cell(label, size, rng)
+        if label == NO_CELL or (heatmap == np.float32(DISCRIMINATIVE)).any():
+            return cell, heatmap, support, {**info, "draws": draws}
+    raise RuntimeError(f"no {CLASSES[label]} cell with a discriminative part inside a {size} px "
+                       f"image in {MAX_DRAWS} drawings")
+
+
 def draw_cell(label: int, size: int, rng: np.random.Generator
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """Cell image ``[3, S, S]``, heatmap ``[S, S]``, support ``[S, S]`` and drawing parameters."""
-    if label == 9:
+    if label == NO_CELL:
         zeros = np.zeros((size, size), np.float32)
         return np.zeros((3, size, size), np.float32), zeros, zeros > 0, {}
     k = size / REFERENCE_SIZE
@@ -228,11 +253,12 @@ def draw_cell(label: int, size: int, rng: np.random.Generator
         return paint(ball), make_explanation(ball[0], ball[1:]), border | inner, info
     if label in (1, 2):  # Algorithm 2: bar (minus) or bar + pole (plus)
         t_bar = rng.uniform(10, 30) * k
-        feature = (np.abs(xn) <= r) & (np.abs(yn) <= int(t_bar / 2))
+        feature = (np.abs(xn) <= r) & (np.abs(yn) <= max(int(t_bar / 2), MIN_HALF_WIDTH))
         info["bar_thickness"] = float(t_bar)
         if label == 2:
             t_pole = rng.uniform(5, 40) * k
-            feature |= (np.abs(yn) <= r * stretch) & (np.abs(xn) <= int(t_pole / 2))
+            feature |= ((np.abs(yn) <= r * stretch)
+                        & (np.abs(xn) <= max(int(t_pole / 2), MIN_HALF_WIDTH)))
             info["pole_thickness"] = float(t_pole)
         feature_colour = border_colour
     else:  # tails
@@ -241,7 +267,8 @@ def draw_cell(label: int, size: int, rng: np.random.Generator
         for angle in np.deg2rad(TAIL_ANGLES[label]):
             x1 = np.cos(angle) * xn - np.sin(angle) * yn
             y1 = np.sin(angle) * xn + np.cos(angle) * yn
-            feature |= ((np.abs(x1) <= t_tail / 2) & (y1 >= 0.8 * stretch * r)
+            feature |= ((np.abs(x1) <= max(t_tail / 2, MIN_HALF_WIDTH))
+                        & (y1 >= 0.8 * stretch * r)
                         & (y1 <= 1.5 * r * stretch + t))
         info["tail_thickness"] = float(t_tail)
         feature_colour = np.clip(border_colour * 0.75, 0.0, 1.0)
@@ -278,25 +305,34 @@ def make_spec(seed: int = 0, size: int = DEFAULT_SIZE, shard_size: int = SHARD_S
     return CellSpec(int(seed), int(size), shard_size, fractions, drawn)
 
 
+def check_splits(spec: CellSpec, n: int) -> None:
+    """Refuse ``n`` images whose shards leave a split with a positive fraction empty."""
+    need = units_needed(spec.split_fractions)
+
+    def remedy(empty: list[str]) -> str:
+        fewer = f", shard_size <= {(n - 1) // (need - 1)}," if n >= need else ""
+        return (f"use n >= {(need - 1) * spec.shard_size + 1}{fewer} or split_fractions with 0 "
+                f"for {' and '.join(empty)}")
+
+    check_split_sizes(np.arange(n) // spec.shard_size, spec.split_fractions, spec.name, "images",
+                      "shard", remedy)
+
+
 def generate(n: int, seed: int = 0, size: int = DEFAULT_SIZE, workers: int = 1,
              **params) -> GroundTruthDataset:
     """Generate ``n`` cell images (document 001, section 3.1).
 
     Returns a :class:`GroundTruthDataset`: ``x`` float32 ``[n, 3, size, size]`` in [0, 1], ``y`` in
     0..9 (uniformly drawn), ``masks`` with exactly the levels {0, 0.4, 0.9}, ``meta`` with split,
-    shard, cell_type, background (1-3) and the drawing parameters. ``params``: ``shard_size``
+    shard, cell_type, background (1-3), the drawing parameters and ``draws`` (drawings until the
+    discriminative part was in the image). A split left empty by too few shards is an error.
+    ``params``: ``shard_size``
     (200), ``split_fractions`` over shards ((32, 8, 8) / 48), ``classes`` (names or indices to draw
     from; default all ten; ``y`` keeps the ten-class numbering).
     """
     n = check_count(n)
     spec = make_spec(seed=seed, size=size, **params)
-    shards = -(-n // spec.shard_size)
-    missing = [name for name in ("val", "test")
-               if name not in {split_of_position(k, spec.split_fractions) for k in range(shards)}]
-    if missing:
-        log.warning("cells.generate: %d samples in shards of %d leave the %s split empty; pass "
-                    "shard_size=%d or less for all three splits", n, spec.shard_size,
-                    " and ".join(missing), max(1, n // 6))
+    check_splits(spec, n)
     return generate_dataset(spec, n, workers)
 
 
@@ -304,4 +340,5 @@ def write(n: int, out: str | Path, seed: int = 0, workers: int = 1, **params) ->
     """Generate to the on-disk format in ``out``, one file shard per dataset shard (resumable)."""
     n = check_count(n)
     spec = make_spec(seed=seed, **params)
+    check_splits(spec, n)
     return write_dataset(spec, n, out, workers, spec.shard_size)

@@ -10,6 +10,7 @@ copying them.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 SPLITS = ("train", "val", "test")
+log = logging.getLogger("salbench.data")
 
 
 def _as_tensor(array, dtype: torch.dtype, name: str) -> torch.Tensor:
@@ -162,3 +164,48 @@ def split_of_position(position: int, fractions: tuple[float, float, float]) -> s
 
 
 _SPLIT_SEQUENCES: dict[tuple, list[str]] = {}
+
+
+def units_needed(fractions: tuple[float, float, float]) -> int:
+    """The fewest units (subjects, shards) whose splits (:func:`split_of_position`) include every
+    split with a positive fraction: 4 for 60/20/20 and 32/8/8 (train, val, train, test)."""
+    wanted = {name for name, f in zip(SPLITS, fractions) if f > 0}
+    seen: set[str] = set()
+    count = 0
+    while not wanted <= seen:
+        seen.add(split_of_position(count, fractions))
+        count += 1
+    return count
+
+
+def check_split_sizes(units: np.ndarray, fractions: tuple[float, float, float], name: str,
+                      what: str, unit: str, remedy: Callable[[list[str]], str]) -> None:
+    """Refuse a dataset that leaves a split with a positive fraction empty.
+
+    ``units``: the unit (subject, shard) position of every sample. The error names the counts per
+    split and ``remedy(empty_splits)``; a split left empty because its fraction is 0 is only
+    logged as a warning.
+    """
+    positions, per_unit = np.unique(np.asarray(units), return_counts=True)
+    samples = dict.fromkeys(SPLITS, 0)
+    groups = dict.fromkeys(SPLITS, 0)
+    for position, count in zip(positions, per_unit):
+        split = split_of_position(int(position), fractions)
+        samples[split] += int(count)
+        groups[split] += 1
+    counts = ", ".join(f"{s} {samples[s]} ({_count(groups[s], unit)})" for s in SPLITS)
+    empty = [s for s, f in zip(SPLITS, fractions) if f > 0 and not samples[s]]
+    if empty:
+        raise ValueError(f"{name}: {len(units)} {what} in {_count(len(positions), unit)} give "
+                         f"{counts}: {_splits(empty)} would be empty; {remedy(empty)}")
+    unused = [s for s, f in zip(SPLITS, fractions) if f == 0]
+    if unused:
+        log.warning("%s: %s empty (split_fractions gives 0); %s", name, _splits(unused), counts)
+
+
+def _count(k: int, noun: str) -> str:
+    return f"{k} {noun}" + ("" if k == 1 else "s")
+
+
+def _splits(names: list[str]) -> str:
+    return f"the {' and '.join(names)} split" + ("s" if len(names) > 1 else "")

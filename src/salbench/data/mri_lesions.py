@@ -10,13 +10,18 @@ ones; the ground-truth mask is the lesions' support. Steps:
    public code) above 0.8 makes a regular lesion, below 0.4 an irregular one. Each lesion is padded
    by 2 px, smoothed with a Gaussian of sigma 0.75 px and values below 0.2 are cut to 0. The bank
    is seeded (``bank={"seed": 0, "per_type": 64}``), built once and cached on disk.
-2. Scaling: the public code enlarges bank lesions twice for 270 px slices; salbench scales them by
-   ``lesion_scale = 2 * size / 270`` (bilinear) so lesions keep their size relative to the brain,
-   then cuts values below 0.2 of the peak again.
+2. Field of view and lesion size (``field_of_view``). ``"crop"`` (default): the slice keeps the
+   document's 0.7 mm pixels and the image is a ``size`` px window of it where the brain is
+   (:mod:`salbench.data.backgrounds`); lesions are the bank's as drawn (``lesion_scale = 1``, the
+   document's composition of the 70 px candidates into the 270 px slice), so their area and shape
+   are the same at every ``size``. ``"scale"``: the whole slice is resampled to ``size`` px and
+   lesions with it, ``lesion_scale = 2 * size / 270`` (the public code enlarged bank lesions twice
+   for 270 px slices). A scaled lesion is resized bilinearly and cut below 0.2 of its peak again.
 3. Placement: a uniformly random brain pixel is a lesion's top-left corner; a lesion is accepted
    only if its whole bounding box lies inside the brain (or the white matter, ``placement=
    "white_matter"``) and touches no earlier lesion (8-neighbourhood). All valid corners are found at
-   once, so the draw is the public code's rejection sampling without its retries.
+   once, so the draw is the public code's rejection sampling without its retries. Larger lesions
+   are placed first (salbench: fewer slices without room for the last lesion).
 4. Composition: each lesion is rescaled to [0, w] and blended in as a *screen*:
    ``x = 1 - (1 - B) (1 - L)`` (NOTES.md: the public code inverts the slice, multiplies by
    ``1 - L`` and inverts back; the document's "pixel-wise multiplied" with "higher w, whiter
@@ -46,14 +51,23 @@ from skimage.filters import threshold_otsu
 from skimage.measure import perimeter_crofton
 
 from salbench.data.backgrounds import (
+    DOCUMENT_PIXELS,
+    FIELDS_OF_VIEW,
     HCP_FOV_MM,
     MAX_BLACK_FRACTION,
     SLICES_PER_SUBJECT,
     Deformation,
     NiftiBackgrounds,
     TemplateBackgrounds,
+    box_sums,
 )
-from salbench.data.dataset import GroundTruthDataset, check_fractions, split_of_position
+from salbench.data.dataset import (
+    GroundTruthDataset,
+    check_fractions,
+    check_split_sizes,
+    split_of_position,
+    units_needed,
+)
 from salbench.data.shards import (
     Chunk,
     check_count,
@@ -64,11 +78,16 @@ from salbench.data.shards import (
 
 log = logging.getLogger("salbench.data")
 CLASSES = ["regular", "irregular"]
-DEFAULT_SIZE = 270  # document 000, section 2.1
+DEFAULT_SIZE = DOCUMENT_PIXELS  # document 000, section 2.1: 270 px
 DEFAULT_W = 0.5  # document 000, section 2.1
 LESIONS_PER_IMAGE = (3, 5)  # document 000, section 2.1: three to five lesions
 SPLIT_FRACTIONS = (0.6, 0.2, 0.2)  # document 000, section 2.1: by subject
 MIN_LESION_PX = 5  # salbench: a scaled lesion narrower than this loses its shape
+DEFAULT_FIELD_OF_VIEW = "crop"
+CROP_LESION_SCALE = 1.0  # document 000, section 2.1: the bank's lesions composed as drawn
+SCALE_LESION_SCALE = 2.0  # public code: bank lesions enlarged x2 for 270 px slices (NOTES.md)
+CROP_ROOM = 0.3  # salbench: lesion boxes (+ 1 px ring) may cover 30 % of a crop window
+PLACEMENT_TRIES = 5  # salbench: placements of a slice's lesions tried before giving up
 POSITION_CLASSES = ("inferior", "superior")
 LABELS = ("lesion_type", "slice_position", "sex")
 
@@ -205,23 +224,34 @@ def valid_corners(allowed: np.ndarray, h: int, w: int) -> np.ndarray:
     out = np.zeros(allowed.shape, dtype=bool)
     if h > size_r or w > size_c:
         return out
-    integral = np.pad(allowed.astype(np.int32), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
-    inside = (integral[h:, w:] - integral[:-h, w:] - integral[h:, :-w] + integral[:-h, :-w])
-    out[: size_r - h + 1, : size_c - w + 1] = inside == h * w
+    out[: size_r - h + 1, : size_c - w + 1] = box_sums(allowed, h, w) == h * w
     return out
 
 
 def place_lesions(patches: list[np.ndarray], allowed: np.ndarray, rng: np.random.Generator
                   ) -> list[tuple[int, int]] | None:
-    """Top-left corners for ``patches``, each box inside ``allowed`` and off earlier lesions."""
+    """Top-left corners for ``patches`` (in their order), each box inside ``allowed`` and off the
+    other lesions and their 8-neighbourhood; ``None`` when ``PLACEMENT_TRIES`` placements of the
+    whole set all ran out of room."""
+    for _ in range(PLACEMENT_TRIES):
+        corners = place_once(patches, allowed, rng)
+        if corners is not None:
+            return corners
+    return None
+
+
+def place_once(patches: list[np.ndarray], allowed: np.ndarray, rng: np.random.Generator
+               ) -> list[tuple[int, int]] | None:
+    """One sequential placement, largest box first, each corner uniform over the free ones."""
     free = allowed.copy()
-    corners = []
-    for patch in patches:
+    corners = [(0, 0)] * len(patches)
+    for j in sorted(range(len(patches)), key=lambda j: -patches[j].size):
+        patch = patches[j]
         candidates = np.flatnonzero(valid_corners(free, *patch.shape))
         if not len(candidates):
             return None
         r, c = divmod(int(rng.choice(candidates)), free.shape[1])
-        corners.append((r, c))
+        corners[j] = (r, c)
         h, w = patch.shape  # the lesion and its 8-neighbourhood are no longer free
         grown = ndimage.binary_dilation(np.pad(patch > 0, 1), structure=np.ones((3, 3), bool))
         r0, c0 = max(r - 1, 0), max(c - 1, 0)
@@ -272,13 +302,13 @@ class MRISpec:
     def params(self) -> dict:
         bg = self.backgrounds
         background = ({"kind": "mni152", **{k: v for k, v in asdict(bg).items()
-                                            if k not in ("size", "seed")}}
+                                            if k not in ("size", "seed", "field_of_view")}}
                       if isinstance(bg, TemplateBackgrounds) else
                       {"kind": "nifti", "folder": bg.folder, "demographics": bg.demographics,
                        "fov_mm": bg.fov_mm, "max_black_fraction": bg.max_black_fraction,
                        "subjects": bg.n_subjects})
-        return {"seed": self.seed, "size": self.size, "w": self.w,
-                "lesion_scale": self.lesion_scale,
+        return {"seed": self.seed, "size": self.size, "field_of_view": bg.field_of_view,
+                "w": self.w, "lesion_scale": self.lesion_scale,
                 "lesions_per_image": list(self.lesions_per_image),
                 "placement": self.placement, "split_fractions": list(self.split_fractions),
                 "bank": asdict(self.bank), "backgrounds": background,
@@ -305,7 +335,8 @@ class MRISpec:
         background = bg_source.render(position, k, rng)
         meta = {"sample_id": i, "split": split_of_position(position, self.split_fractions),
                 "subject": background.subject, "slice_index": background.slice_index,
-                "slice_position": background.position, "sex": bg_source.subject_sex(position)}
+                "slice_position": background.position, "sex": bg_source.subject_sex(position),
+                "window_row": background.window[0], "window_col": background.window[1]}
         mask = np.zeros((self.size, self.size), np.float32)
         if self.lesion_free:
             if self.label == "slice_position":
@@ -372,7 +403,7 @@ def _check_int(value, name: str, low: int) -> int:
 
 
 def make_spec(seed: int = 0, size: int = DEFAULT_SIZE, w: float = DEFAULT_W,
-              lesion_scale: float | None = None,
+              field_of_view: str = DEFAULT_FIELD_OF_VIEW, lesion_scale: float | None = None,
               lesions_per_image: tuple[int, int] = LESIONS_PER_IMAGE, placement: str = "brain",
               split_fractions=SPLIT_FRACTIONS, backgrounds: str | Path | None = None,
               demographics: str | Path | None = None, fov_mm: float = HCP_FOV_MM,
@@ -393,6 +424,10 @@ def make_spec(seed: int = 0, size: int = DEFAULT_SIZE, w: float = DEFAULT_W,
         raise ValueError(f"w must be in (0, 1] (the lesions' peak intensity), got {w!r}")
     if placement not in ("brain", "white_matter"):
         raise ValueError(f"placement must be 'brain' or 'white_matter', got {placement!r}")
+    if field_of_view not in FIELDS_OF_VIEW:
+        raise ValueError(f"field_of_view must be 'crop' (a window of the 270 px slice, lesions at "
+                         f"their drawn size) or 'scale' (the whole slice resampled to size, "
+                         f"lesions scaled with it), got {field_of_view!r}")
     low, high = (int(v) for v in lesions_per_image)
     if not 1 <= low <= high:
         raise ValueError(f"lesions_per_image must be (min, max) with 1 <= min <= max, "
@@ -401,9 +436,14 @@ def make_spec(seed: int = 0, size: int = DEFAULT_SIZE, w: float = DEFAULT_W,
     bank_spec = bank if isinstance(bank, LesionBankSpec) else LesionBankSpec(**(bank or {}))
     deform = (deformation if isinstance(deformation, Deformation)
               else Deformation(**(deformation or {})))
-    scale = 2.0 * size / DEFAULT_SIZE if lesion_scale is None else float(lesion_scale)
+    if lesion_scale is not None:
+        scale = float(lesion_scale)
+    elif field_of_view == "crop":
+        scale = CROP_LESION_SCALE
+    else:
+        scale = SCALE_LESION_SCALE * size / DEFAULT_SIZE
     if not lesion_free:
-        check_lesion_fit(size, scale, bank_spec, high)
+        check_lesion_fit(size, scale, bank_spec, high, field_of_view)
     if label == "sex" and demographics is None:
         raise ValueError("label='sex' needs backgrounds=DIR and demographics=CSV (columns "
                          "subject, sex)")
@@ -415,10 +455,10 @@ def make_spec(seed: int = 0, size: int = DEFAULT_SIZE, w: float = DEFAULT_W,
             raise ValueError("demographics needs backgrounds=DIR (a NIfTI folder); the MNI152 "
                              "template's pseudo-subjects have no sex")
         source = TemplateBackgrounds(size, seed, fov_mm, max_black_fraction, slices_per_subject,
-                                     deform)
+                                     deform, field_of_view)
     else:
         source = NiftiBackgrounds.scan(backgrounds, size, seed, fov_mm, max_black_fraction,
-                                       demographics)
+                                       demographics, field_of_view)
     if label == "sex":
         missing = [f for f, s in zip(source.files, source.sexes) if s is None]
         if missing:
@@ -431,20 +471,54 @@ def make_spec(seed: int = 0, size: int = DEFAULT_SIZE, w: float = DEFAULT_W,
                    "mri-lesion-free" if lesion_free else "mri-lesions")
 
 
-def check_lesion_fit(size: int, scale: float, bank: LesionBankSpec, count: int) -> None:
-    """Scaled lesions must keep their shape (>= 5 px) and ``count`` of them must fit the image."""
+def check_lesion_fit(size: int, scale: float, bank: LesionBankSpec, count: int,
+                     field_of_view: str) -> None:
+    """Scaled lesions must keep their shape (>= 5 px wide) and ``count`` of them must fit.
+
+    A typical lesion's box is ``s = scale (2 pad + sqrt(lesion_area))`` px wide. ``"scale"``: the
+    whole slice, about half brain, must offer ``count (1.6 s)^2 <= 0.2 size^2``; ``"crop"``: the
+    window, chosen where the brain is, ``count (s + 2)^2 <= CROP_ROOM size^2`` (the box and the
+    ring no other lesion may touch).
+    """
     if not scale > 0:
         raise ValueError(f"lesion_scale must be > 0, got {scale!r}")
-    side = 2 * bank.pad + np.sqrt(bank.lesion_area)  # a typical bank lesion's box side (px)
+    side = 2 * bank.pad + np.sqrt(bank.lesion_area)
     scaled = side * scale
     if scaled < MIN_LESION_PX:
-        need = int(np.ceil(MIN_LESION_PX / side * DEFAULT_SIZE / 2))
+        remedy = ("a larger lesion_scale" if field_of_view == "crop" else
+                  f"size >= {int(np.ceil(MIN_LESION_PX / side * DEFAULT_SIZE / 2))}, "
+                  "field_of_view='crop' or a larger lesion_scale")
         raise ValueError(f"size={size} is too small for the lesions: at lesion_scale={scale:.3g} "
-                         f"a lesion is {scaled:.1f} px wide (< {MIN_LESION_PX}); use size >= "
-                         f"{need} or a larger lesion_scale")
-    if count * (scaled * 1.6) ** 2 > 0.2 * size * size:
-        raise ValueError(f"lesion_scale={scale:.3g} makes lesions ({scaled:.0f} px) too large for "
-                         f"{count} of them in a {size} px slice; lower lesion_scale")
+                         f"a lesion is {scaled:.1f} px wide (< {MIN_LESION_PX}); use {remedy}")
+    if field_of_view == "crop":
+        fits = count * (scaled + 2) ** 2 <= CROP_ROOM * size * size
+        need = int(np.ceil((scaled + 2) * np.sqrt(count / CROP_ROOM)))
+    else:
+        fits = count * (scaled * 1.6) ** 2 <= 0.2 * size * size
+        need = int(np.ceil(scaled * 1.6 * np.sqrt(count / 0.2)))
+    if not fits:
+        raise ValueError(f"lesion_scale={scale:.3g} makes lesions too large ({scaled:.0f} px) for "
+                         f"{count} of them in a {size} px image (field_of_view={field_of_view!r}); "
+                         f"use size >= {need} or a smaller lesion_scale")
+
+
+def check_splits(spec: MRISpec, n: int) -> None:
+    """Refuse ``n`` slices whose subjects leave a split with a positive fraction empty."""
+    source = spec.backgrounds
+    need = units_needed(spec.split_fractions)
+
+    def remedy(empty: list[str]) -> str:
+        zero = f"or split_fractions with 0 for {' and '.join(empty)}"
+        if isinstance(source, TemplateBackgrounds):
+            fewer = (f", slices_per_subject <= {(n - 1) // (need - 1)}," if n >= need else "")
+            return f"use n >= {(need - 1) * source.slices_per_subject + 1}{fewer} {zero}"
+        if source.n_subjects < need:
+            return (f"add volumes to backgrounds ({source.n_subjects} subjects, {need} needed) "
+                    f"{zero}")
+        return f"use n >= {sum(len(z) for z in source.slices[:need - 1]) + 1} {zero}"
+
+    subjects = np.array([source.locate(i)[0] for i in range(n)])
+    check_split_sizes(subjects, spec.split_fractions, spec.name, "slices", "subject", remedy)
 
 
 def generate(n: int, seed: int = 0, size: int = DEFAULT_SIZE, w: float = DEFAULT_W,
@@ -455,10 +529,14 @@ def generate(n: int, seed: int = 0, size: int = DEFAULT_SIZE, w: float = DEFAULT
     ``[n, 1, size, size]`` in [0, 1] (background in [0, 0.7], lesions screen-blended with peak
     ``w``), ``y`` in {0 regular, 1 irregular} (exactly balanced for even ``n``), binary ``masks``
     (lesion support) and per-sample ``meta``: subject, slice_index, slice_position, lesion_type,
-    n_lesions, lesion_centres (row, col), lesion_areas (px), lesion_compactness, split (by subject,
-    60/20/20). ``workers`` processes generate in parallel; the bytes never depend on it.
+    n_lesions, lesion_centres (row, col), lesion_areas (px), lesion_compactness, window_row and
+    window_col (the image's corner in its frame), split (by subject, 60/20/20; a split left empty
+    by too few subjects is an error). ``workers`` processes generate in parallel; the bytes never
+    depend on it.
 
-    Other parameters (``params``): ``lesion_scale`` (default ``2 * size / 270``),
+    Other parameters (``params``): ``field_of_view`` ("crop", default: a ``size`` px window of the
+    270 px slice with lesions at their drawn size; "scale": the whole slice resampled to ``size``,
+    lesions with it), ``lesion_scale`` (default 1 for "crop", ``2 * size / 270`` for "scale"),
     ``lesions_per_image`` ((3, 5)), ``placement`` ("brain" or "white_matter"),
     ``split_fractions`` ((0.6, 0.2, 0.2)), ``backgrounds`` (a folder of NIfTI volumes instead of
     the MNI152 template), ``demographics``, ``fov_mm`` (189), ``max_black_fraction`` (0.55),
@@ -467,6 +545,7 @@ def generate(n: int, seed: int = 0, size: int = DEFAULT_SIZE, w: float = DEFAULT
     """
     n = check_count(n)
     spec = make_spec(seed=seed, size=size, w=w, **params)
+    check_splits(spec, n)
     return generate_dataset(spec, n, workers)
 
 
@@ -483,6 +562,7 @@ def generate_lesion_free(n: int, seed: int = 0, label: str = "slice_position",
     if label not in ("slice_position", "sex"):
         raise ValueError(f"label must be 'slice_position' or 'sex', got {label!r}")
     spec = make_spec(seed=seed, size=size, lesion_free=True, label=label, **params)
+    check_splits(spec, n)
     return generate_dataset(spec, n, workers)
 
 
@@ -492,4 +572,5 @@ def write(n: int, out: str | Path, seed: int = 0, workers: int = 1, shard_size: 
     ``salbench.data.load``."""
     n = check_count(n)
     spec = make_spec(seed=seed, lesion_free=lesion_free, **params)
+    check_splits(spec, n)
     return write_dataset(spec, n, out, workers, shard_size)
