@@ -22,6 +22,16 @@ def test_vgg_last_is_the_last_conv_and_earlier_the_previous_block():
     assert _layers("vgg19") == {"last": "features.34", "earlier": "features.25"}
 
 
+def test_vgg_bn_last_is_the_last_conv_before_its_batch_norm():
+    """VGG-19-BN: the surgery removes the last BatchNorm, ReLU and MaxPool, so the last Conv2d
+    (features.49) is what the head reads; earlier is block 4's last Conv2d."""
+    expected = {"last": "features.49", "earlier": "features.36"}
+    assert _layers("vgg19_bn", to_conv_flatten_fc) == expected
+    assert _layers("vgg19_bn", to_gap_fc) == expected
+    assert _layers("vgg19_bn") == expected
+    assert _layers("vgg16_bn") == {"last": "features.40", "earlier": "features.30"}
+
+
 def test_resnet_last_is_the_block_output():
     assert _layers("resnet34", to_gap_fc) == {"last": "layer4", "last_conv2d": "layer4.2.conv2",
                                               "earlier": "layer3"}

@@ -18,11 +18,16 @@ from captum.attr import (
     Occlusion,
     Saliency,
 )
-from explain_helpers import GapNet, conv_flatten_fc, tiny
+from explain_helpers import (
+    GapNet,
+    conv_flatten_fc,
+    hand_built_tutorial,
+    tiny,
+    zennit_attribution,
+)
 from pytorch_grad_cam import GradCAM, HiResCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-from zennit.composites import EpsilonGammaBox, EpsilonPlusFlat, NameMapComposite
-from zennit.rules import Epsilon, Gamma, ZBox
+from zennit.composites import EpsilonGammaBox, EpsilonPlusFlat
 
 from salbench.explain import cam_maps, explain
 from salbench.explain.cam import upsample
@@ -31,18 +36,28 @@ from salbench.models import to_conv_flatten_fc
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # Captum's notices on direct calls
 
 
-@pytest.fixture(scope="module")
-def setup():
-    model = tiny("resnet18")
+# The last Conv2d, the default Grad-CAM layer, of each architecture under test.
+LAST_CONV = {"resnet18": lambda m: m.layer4[-1].conv2, "vgg16_bn": lambda m: m.features[40]}
+
+
+@pytest.fixture(scope="module", params=["resnet18", "vgg16_bn"])
+def setup(request):
+    model = tiny(request.param)
     x = torch.rand(3, 3, 32, 32)
     y = torch.tensor([2, 0, 1])
     return model, x, y
 
 
 def _seeded(fn, seed=0):
+    """``fn()`` with torch's and NumPy's RNGs seeded (GradientShap draws with ``np.random``)."""
+    state = np.random.get_state()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return fn()
+        np.random.seed(seed)
+        try:
+            return fn()
+        finally:
+            np.random.set_state(state)
 
 
 def _direct(name, model, x, y):
@@ -62,7 +77,8 @@ def _direct(name, model, x, y):
     if name == "integrated_gradients":
         return IntegratedGradients(model).attribute(x, baselines=zeros, target=y, n_steps=50)
     if name == "guided_gradcam":
-        return GuidedGradCam(model, model.layer4[-1].conv2).attribute(x, target=y)
+        layer = LAST_CONV[model.salbench_spec.arch](model)
+        return GuidedGradCam(model, layer).attribute(x, target=y)
     if name == "occlusion":
         return Occlusion(model).attribute(x, sliding_window_shapes=(3, 8, 8), strides=(3, 8, 8),
                                           baselines=0.0, target=y)
@@ -94,6 +110,20 @@ def test_captum_backed_method_equals_direct_captum_call(setup, name):
               "smoothgrad": {"nt_samples": 10}}.get(name, {})
     ours = explain(model, x, y, name, **params)
     torch.testing.assert_close(ours, _direct(name, model, x, y).detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_gradient_shap_is_seeded_whatever_numpys_state(setup):
+    """Captum draws GradientSHAP's path coefficients with ``np.random``: the method's ``seed``
+    must fix them, and NumPy's global state must be left as found."""
+    model, x, y = setup
+    np.random.seed(1)
+    first = explain(model, x, y, "gradient_shap")
+    after = np.random.random()
+    np.random.seed(2)
+    assert torch.equal(explain(model, x, y, "gradient_shap"), first)
+    np.random.seed(1)
+    assert np.random.random() == after
+    assert not torch.equal(explain(model, x, y, "gradient_shap", seed=1), first)
 
 
 def test_internal_batch_size_does_not_change_deterministic_results(setup):
@@ -138,30 +168,6 @@ def test_cam_equals_pytorch_grad_cam_gradcam_on_gap_model():
     torch.testing.assert_close(ours, reference, rtol=0, atol=1e-3)
 
 
-def _hand_built_tutorial(model, gamma, epsilon):
-    """Document 002 table 2.4 written in VGG-16 *module* indices as a Zennit NameMapComposite."""
-    features = {int(name.split(".")[1]): name for name, m in model.named_modules()
-                if name.startswith("features.") and isinstance(m, (torch.nn.Conv2d,))}
-    classifier = [name for name, m in model.named_modules()
-                  if name.startswith("classifier.") and isinstance(m, torch.nn.Linear)]
-    return NameMapComposite([
-        ((features[0],), ZBox(low=0.0, high=1.0)),
-        (tuple(n for i, n in features.items() if 1 <= i <= 16), Gamma(gamma=gamma)),
-        (tuple(n for i, n in features.items() if 17 <= i <= 30), Epsilon(epsilon=epsilon)),
-        (tuple(classifier), Epsilon(epsilon=1e-6)),
-    ])
-
-
-def _zennit_attribution(model, composite, x, y):
-    model.eval()
-    with composite.context(model) as modified:
-        inputs = x.clone().requires_grad_(True)
-        out = modified(inputs)
-        start = torch.zeros_like(out).scatter(1, y[:, None], out.gather(1, y[:, None]).detach())
-        (relevance,) = torch.autograd.grad(out, inputs, grad_outputs=start)
-    return relevance
-
-
 @pytest.mark.parametrize("gamma,epsilon", [(0.25, 0.25), (0.01, 1.0)])
 def test_lrp_tutorial_equals_hand_built_zennit_name_map_composite(gamma, epsilon):
     model = tiny("vgg16")
@@ -174,7 +180,7 @@ def test_lrp_tutorial_equals_hand_built_zennit_name_map_composite(gamma, epsilon
                    {"first": 1, "last": 6, "rule": "gamma", "params": {"gamma": gamma}},
                    {"first": 7, "last": 12, "rule": "epsilon", "params": {"epsilon": epsilon}},
                    {"first": 13, "rule": "lrp0"}]})
-    reference = _zennit_attribution(model, _hand_built_tutorial(model, gamma, epsilon), x, y)
+    reference = zennit_attribution(model, hand_built_tutorial(model, gamma, epsilon), x, y)
     torch.testing.assert_close(ours_box, reference, rtol=1e-5, atol=1e-7)
     # default bounds are each image's own range, not [0, 1]: a different map
     assert not torch.allclose(ours, reference, rtol=1e-3, atol=0)
@@ -185,8 +191,8 @@ def test_zennit_named_composites_equal_zennit_classes():
     x = torch.rand(2, 3, 32, 32)
     y = torch.tensor([0, 1])
     ours = explain(model, x, y, "lrp_epsilon_plus_flat", epsilon=0.1)
-    reference = _zennit_attribution(model, EpsilonPlusFlat(epsilon=0.1), x, y)
+    reference = zennit_attribution(model, EpsilonPlusFlat(epsilon=0.1), x, y)
     torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-7)
     ours = explain(model, x, y, "lrp_epsilon_gamma_box", low=0.0, high=1.0)
-    reference = _zennit_attribution(model, EpsilonGammaBox(low=0.0, high=1.0), x, y)
+    reference = zennit_attribution(model, EpsilonGammaBox(low=0.0, high=1.0), x, y)
     torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-7)

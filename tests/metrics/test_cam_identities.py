@@ -26,6 +26,12 @@ def _model(arch: str, head: str, bias_std: float = 0.1) -> torch.nn.Module:
         model = to_gap_fc(model)
     model = make_explainable(model)
     randomise_biases(model, bias_std, seed=1)
+    with torch.no_grad():  # VGG-BN: trained-like statistics, so each BN is a real affine map
+        for m in model.modules() if arch.endswith("_bn") else ():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2, generator=torch.Generator().manual_seed(3))
+                m.running_var.uniform_(0.5, 1.5, generator=torch.Generator().manual_seed(4))
+                m.weight.uniform_(0.5, 1.5, generator=torch.Generator().manual_seed(5))
     return model.eval()
 
 
@@ -47,7 +53,7 @@ def _identities(arch: str, head: str, bias_std: float = 0.1) -> dict:
     return out
 
 
-@pytest.mark.parametrize("arch", ["vgg19", "resnet34", "resnet50"])
+@pytest.mark.parametrize("arch", ["vgg19", "vgg19_bn", "resnet34", "resnet50"])
 def test_flatten_head_only_hirescam_sums_to_the_class_score(arch):
     """Proposition 4 / eq. 20: on Conv–Flatten–FC at the last layer Σ HiResCAM = s − b; Grad-CAM
     neither sums to it nor equals HiResCAM."""
@@ -59,7 +65,7 @@ def test_flatten_head_only_hirescam_sums_to_the_class_score(arch):
     assert e["HiResCAM", "earlier", "contribution_error"].min() > NONZERO
 
 
-@pytest.mark.parametrize("arch", ["vgg19", "resnet34", "resnet50"])
+@pytest.mark.parametrize("arch", ["vgg19", "vgg19_bn", "resnet34", "resnet50"])
 def test_gap_head_gradcam_equals_hirescam_equals_cam(arch):
     """Propositions 1–3: on Conv–GAP–FC at the last layer Grad-CAM = HiResCAM = CAM/(D1 D2) and
     all sum to s − b; one block earlier they differ and none does."""

@@ -29,6 +29,23 @@ def test_added_layers_sit_after_the_last_conv_before_the_last_pooling():
     assert torch.equal(model.classifier[-1].weight, base.classifier[-1].weight)
 
 
+def test_vgg_bn_gets_conv_bn_relu_layers_and_rebuilds_from_a_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    base = build("vgg16_bn", 10, input_size=32, width=0.125)
+    model = add_conv_layers(base, 2).eval()
+    layers = list(model.features)
+    assert [type(m) for m in layers[43:49]] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU] * 2
+    assert [type(m) for m in layers[:43]] == [type(m) for m in list(base.features)[:43]]
+    assert isinstance(layers[-1], (nn.MaxPool2d, nn.Identity)) and len(layers) == 50
+    with torch.no_grad():
+        for bn in (layers[44], layers[47]):
+            bn.running_var.uniform_(0.5, 1.5)
+    path = save(model, tmp_path / "vgg_bn_plus_2")
+    loaded, _ = load(path)
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.equal(loaded(x), model(x))
+
+
 def test_zero_added_layers_is_the_plain_model_and_bad_counts_fail():
     base = build("alexnet", 10, input_size=64, width=0.125)
     same = add_conv_layers(base, 0)

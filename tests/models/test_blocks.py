@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from torch import nn
 
 from salbench.models import (
     DEGREES,
@@ -12,9 +13,12 @@ from salbench.models import (
     to_conv_flatten_fc,
     trainable_parameter_names,
 )
+from salbench.models.surgery import add_conv_layers
 
 # VGG-16 features: blocks start at 0, 5, 10, 17, 24 (document 000, appendix D; NOTES.md).
 VGG16_STARTS = {"1conv": 24, "2conv": 17, "3conv": 10, "4conv": 5, "all": 0}
+# VGG-16-BN (conv, BN, ReLU per conv): 0, 7, 14, 24, 34.
+VGG16_BN_STARTS = {"1conv": 34, "2conv": 24, "3conv": 14, "4conv": 7, "all": 0}
 
 
 def _index(name):
@@ -23,10 +27,12 @@ def _index(name):
 
 @pytest.mark.parametrize("degree", DEGREES)
 @pytest.mark.parametrize("slicing", ["block", "public-code"])
-def test_vgg16_degrees_from_the_output_side(degree, slicing):
-    model = freeze_for_degree(build("vgg16", 2, input_size=32, width=0.125), degree,
+@pytest.mark.parametrize(("arch", "starts"), [("vgg16", VGG16_STARTS),
+                                              ("vgg16_bn", VGG16_BN_STARTS)])
+def test_vgg16_degrees_from_the_output_side(degree, slicing, arch, starts):
+    model = freeze_for_degree(build(arch, 2, input_size=32, width=0.125), degree,
                               slicing=slicing)
-    start = VGG16_STARTS[degree] + (1 if slicing == "public-code" and degree != "all" else 0)
+    start = starts[degree] + (1 if slicing == "public-code" and degree != "all" else 0)
     expected = {n for n, _ in model.named_parameters()
                 if n.startswith("classifier.")
                 or (n.startswith("features.") and _index(n) >= start)}
@@ -40,6 +46,41 @@ def test_public_code_slicing_matches_the_code_indices():
         names = trainable_parameter_names(freeze_for_degree(model, degree, slicing="public-code"))
         convs = sorted({_index(n) for n in names if n.startswith("features.")})
         assert convs[0] == first
+
+
+@pytest.mark.parametrize(("arch", "per_block"), [("vgg16_bn", [2, 2, 3, 3, 3]),
+                                                 ("vgg19_bn", [2, 2, 4, 4, 4])])
+def test_batch_norms_sit_in_the_block_of_their_convolution(arch, per_block):
+    model = build(arch, 2, input_size=64, width=0.125)
+    modules = dict(model.named_modules())
+    named = blocks(model)
+    assert list(named) == [f"block{k}" for k in range(1, 6)]
+    for k, names in enumerate(named.values()):
+        kinds = [type(modules[n]) for n in names]
+        assert kinds == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU] * per_block[k] + [nn.MaxPool2d]
+    assert sum(map(len, named.values())) == len(model.features)
+
+
+def test_public_code_slicing_on_vgg16_bn_freezes_only_the_first_conv():
+    """The code's slices one module past each first conv (features[35:], [25:], [15:], [8:] on
+    VGG-16-BN): that conv is frozen, its batch norm trains."""
+    model = build("vgg16_bn", 2, input_size=32, width=0.125)
+    for degree, conv in [("1conv", 34), ("2conv", 24), ("3conv", 14), ("4conv", 7)]:
+        names = set(trainable_parameter_names(freeze_for_degree(model, degree,
+                                                                slicing="public-code")))
+        assert f"features.{conv}.weight" not in names
+        assert {f"features.{conv + 1}.weight", f"features.{conv + 3}.weight"} <= names
+
+
+@pytest.mark.parametrize("arch", ["alexnet", "vgg16_bn"])
+def test_added_conv_layers_join_the_last_block(arch):
+    model = add_conv_layers(build(arch, 2, input_size=64, width=0.125), 2)
+    last = blocks(model)[f"block{len(blocks(model))}"]
+    convs = [n for n in last if isinstance(model.get_submodule(n), nn.Conv2d)]
+    assert len(convs) == 3 + 2  # AlexNet's block3 and VGG-16's block5 have three convs
+    assert last[-1] == f"features.{len(model.features) - 1}"
+    names = trainable_parameter_names(freeze_for_degree(model, "1conv"))
+    assert {f"{c}.weight" for c in convs} <= set(names)
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
@@ -80,6 +121,11 @@ def test_vgg19_after_surgery_document_003_layers():
         "features.21", "classifier"}
     with pytest.raises(ValueError, match="not in the model"):
         set_trainable(model, ["layer3"])
+    # VGG-19-BN after surgery: the last two blocks are features 27 to 49 (the last conv).
+    model = to_conv_flatten_fc(build("vgg19_bn", 4, input_size=32, width=0.125))
+    names = trainable_parameter_names(freeze_for_degree(model, "2conv"))
+    convs = {_index(n) for n in names if n.startswith("features.")}
+    assert min(convs) == 27 and max(convs) == 49
 
 
 def test_frozen_parameters_do_not_change_in_a_step():

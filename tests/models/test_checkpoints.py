@@ -32,7 +32,8 @@ def _trained_like(model):
 
 @pytest.mark.parametrize(("arch", "surgery"), [
     ("vgg16", None), ("resnet50", "flatten"), ("resnet18", "gap"), ("alexnet", "explainable"),
-    ("resnet34", "flatten+explainable"),
+    ("resnet34", "flatten+explainable"), ("vgg16_bn", None), ("vgg19_bn", "gap"),
+    ("vgg16_bn", "flatten+explainable"),
 ])
 def test_save_load_identical_outputs(tmp_path, arch, surgery):
     torch.manual_seed(0)

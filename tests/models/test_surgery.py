@@ -81,7 +81,10 @@ def _features(model, x):
 def _reference_features(model, x):
     x = model.grey_to_rgb(x)
     if hasattr(model, "features"):
-        return model.features[:-2](x)  # VGG/AlexNet: drop the last ReLU and MaxPool
+        # VGG/AlexNet: drop the last ReLU and MaxPool; VGG-BN also the last BatchNorm before them
+        kept = model.features[:-3 if model.salbench_spec.arch.endswith("_bn") else -2]
+        assert isinstance(kept[-1], nn.Conv2d)  # the part ends in a Conv2d (document 003, 4.2)
+        return kept(x)
     x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
     x = model.layer3(model.layer2(model.layer1(x)))
     x = model.layer4[:-1](x)
@@ -106,7 +109,7 @@ def test_conv_flatten_fc_is_trimmed_features_then_one_linear(arch):
     assert model.salbench_spec.head == "classifier"  # the input model is not changed
 
 
-@pytest.mark.parametrize("arch", ["vgg19", "resnet34", "resnet50"])
+@pytest.mark.parametrize("arch", ["vgg19", "vgg19_bn", "resnet34", "resnet50"])
 def test_gap_fc_is_trimmed_features_then_average_then_linear(arch):
     model = _model(arch)
     x = torch.rand(3, 1, 64, 64)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -13,8 +14,10 @@ def _biases(model: nn.Module) -> list[torch.Tensor]:
             if isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm2d)) and m.bias is not None]
 
 
-def test_biases_are_drawn_from_the_seed_with_the_given_spread():
-    model = build("vgg19", num_classes=3, input_size=64, width=0.0625)
+@pytest.mark.parametrize(("arch", "count"), [("vgg19", 19), ("vgg19_bn", 35)])
+def test_biases_are_drawn_from_the_seed_with_the_given_spread(arch, count):
+    model = build(arch, num_classes=3, input_size=64, width=0.0625)
+    assert len(_biases(model)) == count  # 16 convs (+ 16 batch norms) + 3 linear layers
     assert all((b == 0).all() for b in _biases(model))  # torchvision initialises VGG biases at 0
     weights = [p.detach().clone() for n, p in model.named_parameters() if "weight" in n]
     randomise_biases(model, 0.1, seed=1)

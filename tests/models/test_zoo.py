@@ -40,7 +40,24 @@ def test_width_scales_channels_keeps_depth(arch):
     assert [c.out_channels // 4 for c in convs_full] == [c.out_channels for c in convs_thin]
 
 
-@pytest.mark.parametrize("arch", ["vgg16", "resnet34", "alexnet"])
+@pytest.mark.parametrize(("arch", "plain"), [("vgg16_bn", "vgg16"), ("vgg19_bn", "vgg19")])
+def test_batch_norm_variant_is_conv_bn_relu_per_conv(arch, plain):
+    with torch.device("meta"):
+        bn = build(arch, 2, width=0.25)
+        ref = build(plain, 2, width=0.25)
+    layers = list(bn.features)
+    convs = [i for i, m in enumerate(layers) if isinstance(m, nn.Conv2d)]
+    assert [layers[i].out_channels for i in convs] == [
+        m.out_channels for m in ref.features if isinstance(m, nn.Conv2d)]
+    for i in convs:
+        assert isinstance(layers[i + 1], nn.BatchNorm2d) and isinstance(layers[i + 2], nn.ReLU)
+        assert layers[i + 1].num_features == layers[i].out_channels
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in bn.modules()) == len(convs)
+    assert [m.weight.shape for m in bn.classifier if isinstance(m, nn.Linear)] == [
+        m.weight.shape for m in ref.classifier if isinstance(m, nn.Linear)]
+
+
+@pytest.mark.parametrize("arch", ["vgg16", "vgg16_bn", "resnet34", "alexnet"])
 def test_grey_input_is_repeated_to_three_channels(arch):
     torch.manual_seed(1)
     grey = build(arch, 3, in_channels=1, input_size=64, width=0.125).eval()
@@ -55,6 +72,9 @@ def test_other_channel_counts_get_a_new_first_conv():
     model = build("resnet18", 2, in_channels=4, input_size=32, width=0.125)
     assert model.conv1.in_channels == 4
     assert model.eval()(torch.rand(1, 4, 32, 32)).shape == (1, 2)
+    vgg = build("vgg19_bn", 2, in_channels=4, input_size=32, width=0.125)
+    assert vgg.features[0].in_channels == 4 and isinstance(vgg.features[1], nn.BatchNorm2d)
+    assert vgg.eval()(torch.rand(1, 4, 32, 32)).shape == (1, 2)
     with pytest.raises(ValueError, match="in_channels"):
         build("resnet18", 2, in_channels=4, weights="imagenet")
 
@@ -68,6 +88,10 @@ def test_small_inputs_replace_collapsing_pools_by_identity():
     assert alex(torch.rand(1, 3, 32, 32)).shape == (1, 2)
     big = build("vgg16", 2, input_size=224, width=0.125)
     assert sum(isinstance(m, nn.MaxPool2d) for m in big.features) == 5
+    vgg_bn = build("vgg16_bn", 2, input_size=16, width=0.125)
+    assert isinstance(vgg_bn.features[43], nn.Identity)
+    assert isinstance(vgg_bn.features[33], nn.MaxPool2d)
+    assert vgg_bn.eval()(torch.rand(1, 3, 16, 16)).shape == (1, 2)
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
@@ -85,6 +109,10 @@ def test_imagenet_weights_missing_says_where_to_put_them(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="resnet18-f37072fd.pth"):
         build("resnet18", 2, weights="imagenet")
+    # torchvision's VGG16_BN_Weights / VGG19_BN_Weights.IMAGENET1K_V1 files
+    assert imagenet_weights_path("vgg16_bn").name == "vgg16_bn-6c64b313.pth"
+    with pytest.raises(FileNotFoundError, match="vgg19_bn-c79401a0.pth"):
+        build("vgg19_bn", 2, weights="imagenet")
 
 
 def test_imagenet_weights_from_cache_keep_features_and_reinit_head(tmp_path, monkeypatch):

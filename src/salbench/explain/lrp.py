@@ -12,6 +12,10 @@ layer; document 002 counts VGG-16 module positions, and its tables translate exa
   (modules 0, 2–10, 11–17, 18–24, 25–31; the table stops at 31, the last range is left open so
   the two classifier layers after it also get γ=0).
 
+Batch norms do not count: on VGG-16-BN (conv, BN, ReLU per conv) index k is the same
+convolution as on VGG-16 (index 1: ``features.2`` on VGG-16, ``features.3`` on VGG-16-BN), so
+every table means the same layers on both; document 002's *module* positions would not.
+
 The relevance of the output is the target logit (R = f_y(x) at the target, 0 elsewhere), so
 Σ_i R_i = f_y(x) when every rule conserves (eq. 2.2). Denominator stabilisers (section 2.1.5),
 for a rule with parameter ε (the ε of LRP-ε, 0 for every other rule):
@@ -21,10 +25,13 @@ for a rule with parameter ε (the ε of LRP-ε, 0 for every other rule):
 - ``tutorial``: z + ε·sqrt(mean(z²)) + 1e-9, the mean taken per sample (the tutorial's code takes
   it over its batch of one).
 
-Canonizers (``canonizer="auto"``): batch norms are merged into the preceding layer (Zennit's
-``SequentialMergeBatchNorm``) and ResNet residual sums become a ``Sum`` module with the Norm rule
-(a salbench canonizer for ``make_explainable``'s blocks). Models must come from
-``salbench.models.make_explainable`` when they reuse a module within one forward pass.
+Canonizers (``canonizer="auto"``): batch norms are merged into the preceding layer
+(:class:`ExactMergeBatchNorm`, Zennit's ``SequentialMergeBatchNorm`` leaving the batch norm an
+exact identity) and ResNet residual sums become a ``Sum`` module with the Norm rule (a salbench
+canonizer for ``make_explainable``'s blocks). A canonizer must not change the function: the
+canonized model's logits are compared with the original's and a difference above
+``CANONIZED_RTOL`` of the sample's largest |logit| raises :class:`CanonizationError`. Models must
+come from ``salbench.models.make_explainable`` when they reuse a module within one forward pass.
 """
 
 from __future__ import annotations
@@ -68,6 +75,12 @@ ZENNIT_GUARD = 1e-6
 """Zennit's default stabiliser ε, used by the ``zennit`` stabiliser for rules without an ε."""
 TUTORIAL_GUARD = 1e-9
 """The constant the LRP tutorial adds to every denominator (document 002, section 2.1.5)."""
+CANONIZED_RTOL = 1e-4
+"""Largest |canonized − original| logit allowed, relative to the sample's largest |logit|."""
+
+
+class CanonizationError(ValueError):
+    """The canonized model's logits differ from the original's: it is not the model explained."""
 
 
 # ---- stabilisers ----------------------------------------------------------------------------
@@ -207,6 +220,21 @@ def name_map(model: nn.Module, ranges: Sequence[RuleRange], stabiliser_kind: str
 # ---- canonizers -----------------------------------------------------------------------------
 
 
+class ExactMergeBatchNorm(SequentialMergeBatchNorm):
+    """Zennit's ``SequentialMergeBatchNorm`` (a batch norm right after a conv/linear layer in
+    registration order is merged into it: W·γ/√(σ²+ε), (b − μ)·γ/√(σ²+ε) + β) with the batch norm
+    left an exact identity. Zennit 0.5.1 resets it to mean 0, variance 1 but keeps its ε, so each
+    merged batch norm still divides by √(1 + ε) (VGG-16-BN logits off by ~5e-5 relative); here its
+    running variance becomes 1 − ε (PyTorch ≥ 2.10 refuses ε = 0, Zennit issue 234). Parameters
+    and buffers are restored when the composite's context exits."""
+
+    @staticmethod
+    def merge_batch_norm(modules, batch_norm):
+        SequentialMergeBatchNorm.merge_batch_norm(modules, batch_norm)
+        batch_norm.running_var.data = torch.full_like(batch_norm.running_var.data,
+                                                      1.0 - batch_norm.eps)
+
+
 def _block_forward(kind: str):
     def basic(self, x):
         identity = x if self.downsample is None else self.downsample(x)
@@ -257,8 +285,8 @@ def make_canonizers(model: nn.Module, kind: str) -> list[Canonizer]:
     if kind == "none":
         return []
     if kind == "merge_bn" or (kind == "auto" and not has_blocks):
-        return [SequentialMergeBatchNorm()] if (has_bn or kind == "merge_bn") else []
-    return [SequentialMergeBatchNorm(), ResidualSumCanonizer()]
+        return [ExactMergeBatchNorm()] if (has_bn or kind == "merge_bn") else []
+    return [ExactMergeBatchNorm(), ResidualSumCanonizer()]
 
 
 def build_composite(model: nn.Module, spec: CompositeSpec, x: Tensor) -> Composite:
@@ -276,8 +304,14 @@ def lrp_attribute(model: nn.Module, x: Tensor, y: Tensor, composite: Composite,
                   method: str = "lrp", layers: dict[str, nn.Module] | None = None,
                   ) -> tuple[Tensor, dict[str, Tensor]]:
     """Relevance at the input ``[B, C, H, W]`` under ``composite`` (output relevance = target
-    logit), plus, for each module in ``layers``, the relevance sum at its input ``[B]``."""
+    logit), plus, for each module in ``layers``, the relevance sum at its input ``[B]``. With
+    canonizers the canonized logits are checked against the original's
+    (:func:`check_canonized_logits`)."""
     require_explainable(model, x, method, allow_inplace=True)
+    reference = None
+    if composite.canonizers:
+        with torch.no_grad():
+            reference = model(x)
     captured: dict[str, Tensor] = {}
     handles = []
 
@@ -294,6 +328,8 @@ def lrp_attribute(model: nn.Module, x: Tensor, y: Tensor, composite: Composite,
         with composite.context(model) as modified:
             inputs = x.detach().clone().requires_grad_(True)
             output = modified(inputs)
+            if reference is not None:
+                check_canonized_logits(output.detach(), reference, composite.canonizers)
             score = output.gather(1, y[:, None])
             start = torch.zeros_like(output).scatter(1, y[:, None], score.detach())
             (relevance,) = torch.autograd.grad(output, inputs, grad_outputs=start)
@@ -306,6 +342,23 @@ def lrp_attribute(model: nn.Module, x: Tensor, y: Tensor, composite: Composite,
             sums[name] = captured[name].flatten(1).sum(1)
     sums["input"] = relevance.flatten(1).sum(1)
     return relevance, sums
+
+
+def check_canonized_logits(canonized: Tensor, original: Tensor,
+                           canonizers: Sequence[Canonizer]) -> None:
+    """Raise :class:`CanonizationError` unless |canonized − original| ≤ ``CANONIZED_RTOL`` ·
+    max_k |original_k| for every sample and class (logits ``[B, K]``)."""
+    scale = original.abs().amax(1, keepdim=True)
+    deviation = (canonized - original).abs()
+    if bool((deviation > CANONIZED_RTOL * scale).any()):
+        error = (deviation / scale.clamp_min(torch.finfo(scale.dtype).tiny)).amax()
+        names = sorted({type(c).__name__ for c in canonizers})
+        raise CanonizationError(
+            f"canonizers {names} changed the model's logits by up to {float(error):.2e} of the "
+            f"largest |logit| (tolerance {CANONIZED_RTOL:g}): the canonized model is not the one "
+            "being explained. SequentialMergeBatchNorm merges a batch norm into the conv/linear "
+            "layer registered just before it, which must also run just before it; pass "
+            "canonizer='none' to explain without canonization")
 
 
 _NAMED = {
@@ -329,9 +382,14 @@ def _uniform(rule: str, params: dict, first_rule: str | None) -> list[RuleRange]
     return ranges
 
 
-def composite_for(model: nn.Module, x: Tensor, method: str, params: dict[str, Any]) -> Composite:
-    """The Zennit composite behind a registered LRP method name with its parameters."""
+def composite_spec(model: nn.Module, x: Tensor, method: str,
+                   params: dict[str, Any]) -> CompositeSpec:
+    """The layer-index composite behind a registered LRP method name with its parameters.
+    Zennit's ``EpsilonPlusFlat`` and ``EpsilonGammaBox`` assign rules by layer type; here they
+    are the same rules by layer index: flat on the first layer, z⁺ on convolutions, ε on linear
+    layers; z^B on the first convolution, γ on the other convolutions, ε on linear layers."""
     params = dict(params)
+    params.pop("backend", None)
     kind = params.pop("stabiliser", "zennit")
     canonizer = params.pop("canonizer", "auto")
     _common(kind, canonizer)
@@ -340,9 +398,47 @@ def composite_for(model: nn.Module, x: Tensor, method: str, params: dict[str, An
         if spec is None:
             raise ValueError("lrp_composite needs composite=CompositeSpec(...) or a mapping "
                              "{'ranges': [...], 'stabiliser': ..., 'canonizer': ...}")
-        spec = spec if isinstance(spec, CompositeSpec) else CompositeSpec.parse(spec)
-        return build_composite(model, spec, x)
+        return spec if isinstance(spec, CompositeSpec) else CompositeSpec.parse(spec)
     if method in ("lrp_epsilon_plus_flat", "lrp_epsilon_gamma_box"):
+        ranges = _by_layer_type(model, method, params)
+    elif method in _NAMED:
+        ranges = _NAMED[method](params)
+    else:
+        rule = {"lrp_0": "lrp0", "lrp_epsilon": "epsilon", "lrp_gamma": "gamma",
+                "lrp_alpha_beta": "alpha_beta", "lrp_flat": "flat", "lrp_zplus": "zplus"}[method]
+        first = params.pop("first_rule", None)
+        ranges = _uniform(rule, {k: params.pop(k) for k in list(params) if k in
+                                 _RULE_PARAMS[rule]}, first)
+    return CompositeSpec(ranges=ranges, stabiliser=kind, canonizer=canonizer)
+
+
+def _by_layer_type(model: nn.Module, method: str, params: dict[str, Any]) -> list[RuleRange]:
+    """EpsilonPlusFlat / EpsilonGammaBox as one rule range per conv/linear layer."""
+    epsilon = {"epsilon": float(params.get("epsilon", 1e-6))}
+    box = {k: params[k] for k in ("low", "high") if params.get(k) is not None}
+    convs = [i for i, (_, m) in enumerate(linear_layers(model)) if not isinstance(m, nn.Linear)]
+    ranges = []
+    for i, (_, module) in enumerate(linear_layers(model)):
+        if isinstance(module, nn.Linear) and not (method == "lrp_epsilon_plus_flat" and i == 0):
+            rule, rule_params = "epsilon", epsilon
+        elif method == "lrp_epsilon_plus_flat":
+            rule, rule_params = ("flat", {}) if i == 0 else ("zplus", {})
+        elif i == convs[0]:
+            rule, rule_params = "zbox", box
+        else:
+            rule, rule_params = "gamma", {"gamma": float(params["gamma"])}
+        ranges.append(RuleRange(first=i, last=i, rule=rule, params=rule_params))
+    return ranges
+
+
+def composite_for(model: nn.Module, x: Tensor, method: str, params: dict[str, Any]) -> Composite:
+    """The Zennit composite behind a registered LRP method name with its parameters (Zennit's
+    own ``EpsilonPlusFlat`` and ``EpsilonGammaBox`` classes for those two)."""
+    if method in ("lrp_epsilon_plus_flat", "lrp_epsilon_gamma_box"):
+        params = dict(params)
+        kind = params.pop("stabiliser", "zennit")
+        canonizer = params.pop("canonizer", "auto")
+        _common(kind, canonizer)
         eps = stabiliser(kind, float(params.pop("epsilon", 1e-6)))
         guard = stabiliser(kind, 0.0)
         canonizers = make_canonizers(model, canonizer)
@@ -351,16 +447,7 @@ def composite_for(model: nn.Module, x: Tensor, method: str, params: dict[str, An
         low, high = input_bounds(x, params.pop("low", None), params.pop("high", None))
         return EpsilonGammaBox(low=low, high=high, epsilon=eps, gamma=float(params.pop("gamma")),
                                stabilizer=guard, canonizers=canonizers)
-    if method in _NAMED:
-        ranges = _NAMED[method](params)
-    else:
-        rule = {"lrp_0": "lrp0", "lrp_epsilon": "epsilon", "lrp_gamma": "gamma",
-                "lrp_alpha_beta": "alpha_beta", "lrp_flat": "flat", "lrp_zplus": "zplus"}[method]
-        first = params.pop("first_rule", None)
-        ranges = _uniform(rule, {k: params.pop(k) for k in list(params) if k in
-                                 _RULE_PARAMS[rule]}, first)
-    spec = CompositeSpec(ranges=ranges, stabiliser=kind, canonizer=canonizer)
-    return build_composite(model, spec, x)
+    return build_composite(model, composite_spec(model, x, method, params), x)
 
 
 def relevance_by_layer(model: nn.Module, x: Tensor, y: Tensor | int, method: str = "lrp_tutorial",
@@ -385,13 +472,29 @@ def relevance_by_layer(model: nn.Module, x: Tensor, y: Tensor | int, method: str
     return sums
 
 
+LRP_BACKENDS: dict[str, Callable[..., Tensor]] = {}
+"""LRP implementations ``(model, x, y, method, params) -> maps``: ``zennit`` (Zennit's hooks,
+:func:`zennit_backend`) and ``fast`` (:mod:`salbench.explain.lrp_fast`, added on import)."""
+
+
+def zennit_backend(model: nn.Module, x: Tensor, y: Tensor, method: str,
+                   params: dict[str, Any]) -> Tensor:
+    """A registered LRP method computed by Zennit's hooks."""
+    return lrp_attribute(model, x, y, composite_for(model, x, method, params), method)[0]
+
+
+LRP_BACKENDS["zennit"] = zennit_backend
+
+
 def _lrp_method(name: str, extra: dict[str, Any], summary: str) -> None:
     def method(model: nn.Module, x: Tensor, y: Tensor, **params: Any) -> Tensor:
-        composite = composite_for(model, x, name, params)
-        return lrp_attribute(model, x, y, composite, name)[0]
+        backend = params.pop("backend")
+        if backend not in LRP_BACKENDS:
+            raise ValueError(f"backend must be one of {sorted(LRP_BACKENDS)}, got {backend!r}")
+        return LRP_BACKENDS[backend](model, x, y, name, params)
 
-    defaults = {"stabiliser": "zennit", "canonizer": "auto", **extra}
-    register(name, "zennit", summary, params=defaults)(method)
+    defaults = {"stabiliser": "zennit", "canonizer": "auto", "backend": "zennit", **extra}
+    register(name, "zennit", summary, params=defaults, requires="explainable")(method)
 
 
 for _name, _extra, _summary in (

@@ -3,11 +3,16 @@
 Blocks, from the input to the output side (document 000, section 2.3 and appendix D: "each degree
 of fine-tuning includes the convolutional layers between two consecutive max-pooling layers"):
 
-- VGG-16/19: ``block1`` ... ``block5``, the conv groups each ending in its max-pool
-  (VGG-16: ``features[0:5]``, ``[5:10]``, ``[10:17]``, ``[17:24]``, ``[24:31]``);
+- VGG-16/19 with or without batch norm: ``block1`` ... ``block5``, the conv groups each ending in
+  its max-pool (VGG-16: ``features[0:5]``, ``[5:10]``, ``[10:17]``, ``[17:24]``, ``[24:31]``;
+  VGG-16-BN, whose every conv is conv, BN, ReLU: ``[0:7]``, ``[7:14]``, ``[14:24]``, ``[24:34]``,
+  ``[34:44]``, each batch norm in the block of its convolution);
 - ResNet-18/34/50: ``stem`` (conv1, bn1, relu, maxpool), ``layer1`` ... ``layer4``;
 - AlexNet: ``block1`` ``features[0:3]``, ``block2`` ``[3:6]``, ``block3`` ``[6:13]``.
 
+VGG and AlexNet blocks are read off ``features``: a block ends at each max-pool (or the
+``nn.Identity`` that replaced one for a small input); what follows the last one (after the head
+surgery removed it) is the last block, and layers added by ``add_conv_layers`` join the last block.
 The head (``classifier`` for VGG/AlexNet, ``fc`` for ResNet) is always trained.
 
 Fine-tuning degrees ``1conv`` ... ``4conv``, ``all`` (or an int k) count blocks **from the output
@@ -17,15 +22,13 @@ this direction). ``direction="input"`` counts from the input side instead (a lit
 "fine-tuning up to the first max-pooling layer"). ``slicing="public-code"`` reproduces the public
 code's off-by-one: the trained range starts one module after the first trained block's first
 convolution, so that convolution stays frozen (VGG-16: ``features[25:]``, ``[18:]``, ``[11:]``,
-``[6:]``; VGG and AlexNet only).
+``[6:]``; VGG-16-BN: ``[35:]``, ``[25:]``, ``[15:]``, ``[8:]``, so that convolution's batch norm
+trains; VGG and AlexNet only).
 """
 
 from __future__ import annotations
 
-import itertools
-
 from torch import nn
-from torchvision.models import vgg as tv_vgg
 
 from salbench.models.zoo import spec_of
 
@@ -33,21 +36,16 @@ DEGREES = ("1conv", "2conv", "3conv", "4conv", "all")
 DIRECTIONS = ("output", "input")
 SLICINGS = ("block", "public-code")
 
-_VGG_CFG = {"vgg16": tv_vgg.cfgs["D"], "vgg19": tv_vgg.cfgs["E"]}
-# AlexNet's features: module index where each block starts, and the end.
-_ALEXNET_BOUNDS = (0, 3, 6, 13)
 
-
-def _feature_bounds(arch: str) -> list[int]:
-    """Start indices of each block in ``features`` plus the end index (VGG/AlexNet)."""
-    if arch == "alexnet":
-        return list(_ALEXNET_BOUNDS)
-    bounds, index = [0], 0
-    for v in _VGG_CFG[arch]:
-        index += 1 if v == "M" else 2  # conv + ReLU per channel entry, one module per max-pool
-        if v == "M":
-            bounds.append(index)
-    return bounds
+def _feature_blocks(features: nn.Sequential) -> list[list[str]]:
+    """Child names of ``features`` grouped into blocks, each ending at a max-pool or the
+    ``nn.Identity`` that replaced one (VGG/AlexNet)."""
+    groups: list[list[str]] = [[]]
+    for name, module in features.named_children():
+        groups[-1].append(name)
+        if isinstance(module, (nn.MaxPool2d, nn.Identity)):
+            groups.append([])
+    return [g for g in groups if g]
 
 
 def blocks(model: nn.Module) -> dict[str, list[str]]:
@@ -60,12 +58,8 @@ def blocks(model: nn.Module) -> dict[str, list[str]]:
     if spec.arch.startswith("resnet"):
         return {"stem": ["conv1", "bn1", "relu", "maxpool"], "layer1": ["layer1"],
                 "layer2": ["layer2"], "layer3": ["layer3"], "layer4": ["layer4"]}
-    present = {name for name, _ in model.features.named_children()}
-    bounds = _feature_bounds(spec.arch)
-    out = {}
-    for k, (start, stop) in enumerate(itertools.pairwise(bounds), start=1):
-        out[f"block{k}"] = [f"features.{i}" for i in range(start, stop) if str(i) in present]
-    return out
+    return {f"block{k}": [f"features.{name}" for name in group]
+            for k, group in enumerate(_feature_blocks(model.features), start=1)}
 
 
 def head(model: nn.Module) -> list[str]:

@@ -171,19 +171,20 @@ def make_explainable(model: nn.Module) -> nn.Module:
 def _trim_tail(model: nn.Module, arch: str) -> None:
     """Remove the trailing non-convolutional layers of the convolutional part (document 003, 4.2).
 
-    VGG/AlexNet: the last ReLU and MaxPool2d of ``features``. ResNet-18/34 (``BasicBlock``): the
-    last block's final BatchNorm2d (``bn2``; the ReLU after the residual sum stays, as the document
-    lists only the BatchNorm). ResNet-50 (``Bottleneck``): the last block's ``bn3`` and the ReLU
-    after the sum.
+    VGG/AlexNet: the last ReLU and MaxPool2d of ``features``, and on VGG-BN the BatchNorm2d
+    before them, so the part ends in its last Conv2d as the document requires (its ResNet rows
+    remove the final BatchNorm2d too). ResNet-18/34 (``BasicBlock``): the last block's final
+    BatchNorm2d (``bn2``; the ReLU after the residual sum stays, as the document lists only the
+    BatchNorm). ResNet-50 (``Bottleneck``): the last block's ``bn3`` and the ReLU after the sum.
     """
     if hasattr(model, "features"):
         feats = model.features
-        # model.features[:-2] keeps the indices (torchvision names stay valid, "features.19-34").
+        # Slicing keeps the indices (torchvision names stay valid, "features.19-34").
         if not isinstance(feats[-1], (nn.MaxPool2d, nn.Identity)) or not isinstance(
                 feats[-2], _INPLACE_ACTIVATIONS):
             raise ValueError("the convolutional part does not end in activation + pooling; "
                              "was the model trimmed already?")
-        model.features = feats[:-2]
+        model.features = feats[:-3] if isinstance(feats[-3], nn.BatchNorm2d) else feats[:-2]
         return
     last = model.layer4[-1]
     if isinstance(last, Bottleneck):
@@ -244,12 +245,12 @@ def to_conv_flatten_fc(model: nn.Module) -> nn.Module:
     """A copy with the *Conv - Flatten - Class scores* structure (document 003, section 4.2).
 
     The convolutional part loses its trailing layers (see ``_trim_tail``: VGG the last ReLU and
-    MaxPool2d, ResNet-18/34 the last BatchNorm2d, ResNet-50 the last BatchNorm2d and ReLU); the
-    average pooling becomes the identity (the forward's ``torch.flatten`` is the Flatten) and the
-    classifier is one new ``Linear(C * H * W, num_classes)`` for the model's input size. The kept
-    convolutional weights are shared values (copied), so the features up to the trimmed tail are
-    exactly the original's. Applies to every zoo architecture (the document uses VGG-19,
-    ResNet-34 and ResNet-50).
+    MaxPool2d, VGG-BN the last BatchNorm2d, ReLU and MaxPool2d, ResNet-18/34 the last BatchNorm2d,
+    ResNet-50 the last BatchNorm2d and ReLU); the average pooling becomes the identity (the
+    forward's ``torch.flatten`` is the Flatten) and the classifier is one new
+    ``Linear(C * H * W, num_classes)`` for the model's input size. The kept convolutional weights
+    are shared values (copied), so the features up to the trimmed tail are exactly the original's.
+    Applies to every zoo architecture (the document uses VGG-19, ResNet-34 and ResNet-50).
     """
     return _surgery(model, "conv_flatten_fc")
 
@@ -326,8 +327,9 @@ def add_conv_layers(model: nn.Module, added: int) -> nn.Module:
     after its last convolution (document 001, section 4.1 and appendix fig. 1: AlexNet with 1…8
     added convolutional layers). The document does not say where the layers go; salbench inserts
     them after the last convolution's ReLU, before the last max-pooling, keeping the channel count
-    (padding 1), so the classifier is unchanged. New convolutions get Kaiming-normal weights
-    (fan-out, ReLU) and zero biases, torchvision's initialisation. ``added = 0`` returns an
+    (padding 1), so the classifier is unchanged. On VGG-BN every added layer is conv, BN, ReLU like
+    the others. New convolutions get Kaiming-normal weights (fan-out, ReLU) and zero biases, new
+    batch norms weight 1 and bias 0: torchvision's initialisation. ``added = 0`` returns an
     unchanged copy. The spec's ``added_conv_layers`` records the layers, so a checkpoint rebuilds
     the model."""
     if not isinstance(added, int) or isinstance(added, bool) or added < 0:
@@ -342,8 +344,9 @@ def add_conv_layers(model: nn.Module, added: int) -> nn.Module:
     new = copy.deepcopy(model)
     layers = list(new.features)
     last_conv = max(i for i, m in enumerate(layers) if isinstance(m, nn.Conv2d))
-    if last_conv + 1 == len(layers) or not isinstance(layers[last_conv + 1],
-                                                      _INPLACE_ACTIVATIONS):
+    batch_norm = last_conv + 1 < len(layers) and isinstance(layers[last_conv + 1], nn.BatchNorm2d)
+    activation = last_conv + 1 + batch_norm
+    if activation == len(layers) or not isinstance(layers[activation], _INPLACE_ACTIVATIONS):
         raise ValueError("the last convolution of `features` is not followed by an activation")
     conv = layers[last_conv]
     extra = []
@@ -351,8 +354,9 @@ def add_conv_layers(model: nn.Module, added: int) -> nn.Module:
         new_conv = nn.Conv2d(conv.out_channels, conv.out_channels, kernel_size=3, padding=1)
         nn.init.kaiming_normal_(new_conv.weight, mode="fan_out", nonlinearity="relu")
         nn.init.zeros_(new_conv.bias)
-        extra += [new_conv.to(conv.weight.device), nn.ReLU()]
-    new.features = nn.Sequential(*layers[:last_conv + 2], *extra, *layers[last_conv + 2:])
+        norm = [nn.BatchNorm2d(conv.out_channels)] if batch_norm else []
+        extra += [m.to(conv.weight.device) for m in (new_conv, *norm)] + [nn.ReLU()]
+    new.features = nn.Sequential(*layers[:activation + 1], *extra, *layers[activation + 1:])
     new.salbench_spec = spec.model_copy(
         update={"added_conv_layers": spec.added_conv_layers + added})
     return new

@@ -1,4 +1,5 @@
-"""The model zoo: torchvision VGG-16/19, ResNet-18/34/50 and AlexNet adapted to the task.
+"""The model zoo: torchvision VGG-16/19 (without and with batch norm), ResNet-18/34/50 and AlexNet
+adapted to the task.
 
 ``build(arch, num_classes, in_channels, input_size, width, weights)`` returns a subclass of the
 torchvision class (``isinstance(model, torchvision.models.VGG)`` holds, parameter names are
@@ -35,9 +36,12 @@ from torchvision.models.vgg import VGG as TVVGG
 
 from salbench.config import Config
 
-ARCHITECTURES = ("vgg16", "vgg19", "resnet18", "resnet34", "resnet50", "alexnet")
+ARCHITECTURES = ("vgg16", "vgg19", "vgg16_bn", "vgg19_bn", "resnet18", "resnet34", "resnet50",
+                 "alexnet")
 
-_VGG_CFG = {"vgg16": tv_vgg.cfgs["D"], "vgg19": tv_vgg.cfgs["E"]}
+# torchvision's VGG configurations and whether each convolution is followed by a batch norm.
+_VGG_CFG = {"vgg16": (tv_vgg.cfgs["D"], False), "vgg19": (tv_vgg.cfgs["E"], False),
+            "vgg16_bn": (tv_vgg.cfgs["D"], True), "vgg19_bn": (tv_vgg.cfgs["E"], True)}
 _RESNET_LAYERS = {
     "resnet18": (BasicBlock, (2, 2, 2, 2)),
     "resnet34": (BasicBlock, (3, 4, 6, 3)),
@@ -47,6 +51,8 @@ _RESNET_LAYERS = {
 _IMAGENET_WEIGHTS = {
     "vgg16": "VGG16_Weights.IMAGENET1K_V1",
     "vgg19": "VGG19_Weights.IMAGENET1K_V1",
+    "vgg16_bn": "VGG16_BN_Weights.IMAGENET1K_V1",
+    "vgg19_bn": "VGG19_BN_Weights.IMAGENET1K_V1",
     "resnet18": "ResNet18_Weights.IMAGENET1K_V1",
     "resnet34": "ResNet34_Weights.IMAGENET1K_V1",
     "resnet50": "ResNet50_Weights.IMAGENET1K_V1",
@@ -74,7 +80,8 @@ class ModelSpec(Config):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    arch: Literal["vgg16", "vgg19", "resnet18", "resnet34", "resnet50", "alexnet"] = "vgg16"
+    arch: Literal["vgg16", "vgg19", "vgg16_bn", "vgg19_bn", "resnet18", "resnet34", "resnet50",
+                  "alexnet"] = "vgg16"
     num_classes: int | None = Field(None, ge=1)
     in_channels: int | None = Field(None, ge=1)
     input_size: int | None = Field(None, ge=1)
@@ -106,13 +113,16 @@ def _input_adapter(in_channels: int) -> nn.Module:
 
 
 class VGG(TVVGG):
-    """torchvision VGG (no batch norm) with scaled widths and a grey-input adapter."""
+    """torchvision VGG with scaled widths and a grey-input adapter; ``batch_norm=True`` puts a
+    ``BatchNorm2d`` between every convolution and its ReLU (torchvision's ``vgg16_bn``/``vgg19_bn``:
+    conv, BN, ReLU per conv entry, ``features`` indices as torchvision's)."""
 
-    def __init__(self, cfg: list, num_classes: int, in_channels: int, width: float) -> None:
+    def __init__(self, cfg: list, num_classes: int, in_channels: int, width: float,
+                 batch_norm: bool = False) -> None:
         nn.Module.__init__(self)
         self.grey_to_rgb = _input_adapter(in_channels)
         scaled = [v if v == "M" else _channels(v, width) for v in cfg]
-        self.features = tv_vgg.make_layers(scaled, batch_norm=False)
+        self.features = tv_vgg.make_layers(scaled, batch_norm=batch_norm)
         self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
         hidden = _channels(4096, width)
         self.classifier = nn.Sequential(
@@ -123,6 +133,9 @@ class VGG(TVVGG):
         for m in self.modules():  # torchvision's initialisation
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.constant_(m.bias, 0)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
                 nn.init.constant_(m.bias, 0)
             elif isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, 0, 0.01)
@@ -317,7 +330,8 @@ def build(arch: str, num_classes: int, in_channels: int = 3, input_size: int = 2
         raise ValueError(f"pre-trained weights need width=1.0, got width={width}")
     width = float(width)
     if arch in _VGG_CFG:
-        model = VGG(_VGG_CFG[arch], num_classes, in_channels, width)
+        cfg, batch_norm = _VGG_CFG[arch]
+        model = VGG(cfg, num_classes, in_channels, width, batch_norm)
     elif arch in _RESNET_LAYERS:
         block, layers = _RESNET_LAYERS[arch]
         model = ResNet(block, layers, num_classes, in_channels, width)
