@@ -88,18 +88,36 @@ def cnn(channels: int, width: int = 32, classes: int = 10) -> nn.Module:
     return nn.Sequential(*layers).eval().to(DEVICE)
 
 
-def forward_floor(model, x, n_images: int) -> float:
-    """The same forward passes as the metric (unperturbed + every perturbed image, in chunks of
-    the metric's size), on ready-made inputs."""
-    chunk = chunk_size(model, x, None)
-    batches = [x.repeat(math.ceil(chunk / len(x)), 1, 1, 1)[:chunk]]
-    sizes = [len(x)] + [min(chunk, n_images - s) for s in range(0, n_images, chunk)]
+FLOOR_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+_PER_IMAGE: dict[tuple, float] = {}
 
-    def run():
-        with torch.inference_mode():
-            for s in sizes:
-                model(batches[0][:s])
-    return best_of(run)[0]
+
+def per_image_floor(model, x, most: int) -> float:
+    """Seconds per image of bare forward passes of ``model`` as given (eager, fp32, inference
+    mode, ready-made inputs) at its fastest batch size up to ``most``: at each size one warm-up
+    call, then timed calls (at least 2 and 0.3 s)."""
+    key = (id(model), tuple(x.shape[1:]), most)
+    if key not in _PER_IMAGE:
+        best = float("inf")
+        for size in [s for s in FLOOR_SIZES if s <= most]:
+            batch = x.repeat(math.ceil(size / len(x)), 1, 1, 1)[:size]
+            with torch.inference_mode():
+                model(batch)
+                sync()
+                calls, start = 0, clock()
+                while calls < 2 or clock() - start < 0.3:
+                    model(batch)
+                    calls += 1
+                sync()
+                best = min(best, (clock() - start) / (calls * size))
+        _PER_IMAGE[key] = best
+    return _PER_IMAGE[key]
+
+
+def forward_floor(model, x, n_images: int, most: int = 256) -> float:
+    """The metric's forward passes (``n_images`` of them: unperturbed + every perturbed image),
+    bare, at the fastest batch size."""
+    return n_images * per_image_floor(model, x, min(most, n_images))
 
 
 def line(name: str, ours: float, ref: float, ref_name: str, extra: str = "") -> None:
@@ -124,7 +142,7 @@ def bench_perturbation(quick: bool) -> None:
     patches = (size // 2) ** 2
     t_ours, out = best_of(lambda: pt.region_perturbation(
         model, x, y, a, patch=2, fill=0.25, steps="linear:1"))
-    floor = forward_floor(model, x, b * patches)
+    floor = forward_floor(model, x, b * (patches + 1))
     line(f"region_perturbation {b}x3x{size}^2 {patches} steps", t_ours, floor, "floor",
          "target <= 1.25x")
     rp = quantus.RegionPerturbation(patch_size=2, regions_evaluation=patches,
@@ -138,11 +156,11 @@ def bench_perturbation(quick: bool) -> None:
     # thesis settings scaled down: log schedule, repeated flipping, last step gray, gray fill
     t_ours, out = best_of(lambda: pt.region_perturbation(
         model, x, y, a, patch=2, fill="gray", steps="log:32", last_step_gray=True))
-    floor = forward_floor(model, x, b * (out.curves.shape[1] - 1))
+    floor = forward_floor(model, x, out.curves.numel())
     line("region_perturbation log:32 gray", t_ours, floor, "floor", "target <= 1.25x")
     t_ours, out = best_of(lambda: pt.region_perturbation(
         model, x, y, a, patch=2, fill="inpaint-fast", steps="linear:4"))
-    floor = forward_floor(model, x, b * (out.curves.shape[1] - 1))
+    floor = forward_floor(model, x, out.curves.numel())
     line("region_perturbation inpaint-fast linear:4", t_ours, floor, "floor",
          "(includes the inpainting)")
 
@@ -152,7 +170,7 @@ def bench_perturbation(quick: bool) -> None:
     n_steps = size * size // 4
     t_ours, out = best_of(lambda: pt.pixel_flipping(
         model1, x1, y, a1, fill=0.0, steps="linear:4"))
-    floor = forward_floor(model1, x1, b * n_steps)
+    floor = forward_floor(model1, x1, b * (n_steps + 1))
     line(f"pixel_flipping {b}x1x{size}^2 {n_steps} steps", t_ours, floor, "floor",
          "target <= 1.25x")
     pf = quantus.PixelFlipping(features_in_step=4, perturb_baseline=0.0, **q)
@@ -165,8 +183,117 @@ def bench_perturbation(quick: bool) -> None:
 
     # AOPC, region 4 on 32 px (8x8 regions, like 28 px regions on 224 px)
     t_ours, out = best_of(lambda: pt.aopc(model, x * 2 - 1, y, a, region=4))
-    floor = forward_floor(model, x, b * 64)
+    floor = forward_floor(model, x, b * 65)
     line("aopc region 4 (64 steps)", t_ours, floor, "floor", "target <= 1.25x")
+    print(f"{'':<44} {peak_memory()}")
+
+
+def doc_line(name: str, ours: float, first: float, quantus: float, floor: float,
+             diff: float) -> None:
+    """One documents'-size case: ours vs Quantus (target <= 0.8x: 1.25x faster) and vs the floor
+    (target <= 1.05x); ``first`` is our first call (it measures the chunk size, builds the fused
+    copy)."""
+    print(f"{name:<44} ours {ours:7.2f} s  quantus {quantus:7.2f} s  ratio {ours / quantus:4.2f}x "
+          f"({quantus / ours:4.2f}x faster)  floor {floor:7.2f} s  ratio {ours / floor:4.2f}x  "
+          f"first call {first:6.2f} s  max |diff| {diff:.1e}", flush=True)
+
+
+def square_schedule_perturb(ranks: np.ndarray, shape: tuple, patch: int, value: float):
+    """Quantus perturb_func for document 002's schedule: at Quantus's step k it sets the 2k - 1
+    patches new at step k to ``value`` (ranks [B, P], 0 = first; patches row-major), all
+    channels; Quantus's loop, copies and model calls as usual."""
+    order = np.argsort(ranks, 1)
+    cols = shape[3] // patch
+    state = {"step": 0}
+
+    def perturb(arr, indices, **kwargs):
+        k = state["step"] = state["step"] + 1
+        out = arr.copy().reshape(shape)
+        for i, new in enumerate(order[:, (k - 1) ** 2:k ** 2]):
+            for r, c in zip(*np.divmod(new, cols)):
+                out[i, :, r * patch:(r + 1) * patch, c * patch:(c + 1) * patch] = value
+        return out.reshape(arr.shape)
+    return perturb
+
+
+def noise_perturb(noise: np.ndarray):
+    """Quantus perturb_func replacing the indices of a step by the image's noise (document 003's
+    uniform noise drawn once per image, as salbench's ``fill="uniform"``)."""
+    flat = noise.reshape(len(noise), -1)
+
+    def perturb(arr, indices, **kwargs):
+        out = arr.copy()
+        rows = np.arange(arr.shape[0])[:, None]
+        out[rows, indices] = flat[rows, indices]
+        return out
+    return perturb
+
+
+def bench_documents(quick: bool) -> None:
+    """The documents' sizes: region perturbation of 002 (8x8 patches, square schedule, gray) on
+    VGG-16 and ResNet-50 at 224^2, AOPC of 003 (uniform noise) on ResNet-50 at 224^2, and the
+    issue-14 case (ResNet-18 at 128^2, 256 linear steps, constant fill); random weights."""
+    import quantus
+
+    from salbench.models import build
+
+    g = torch.Generator().manual_seed(0)
+    q = {"abs": False, "normalise": False, "disable_warnings": True}
+
+    def case(arch: str, size: int, b: int):
+        model = build(arch, 10, 3, size, 1.0).eval().to(DEVICE)
+        x = torch.rand(b, 3, size, size, generator=g).to(DEVICE)
+        a = torch.randn(b, 3, size, size, generator=g).to(DEVICE)
+        y = torch.arange(b, device=DEVICE) % 10
+        return model, x, y, a
+
+    def run(metric, model, x, y, a, quantus_metric, quantus_x, softmax, **params):
+        t0 = clock()
+        metric(model, x, y, a, **params)
+        first = clock() - t0
+        t_ours, out = best_of(lambda: metric(model, x, y, a, **params), repeat=1 if quick else 2)
+        call = {"model": model, "x_batch": quantus_x, "y_batch": y.cpu().numpy(),
+                "a_batch": a.cpu().numpy(), "channel_first": True, "softmax": softmax,
+                "device": str(DEVICE), "batch_size": len(x)}
+        t_q, theirs = best_of(lambda: quantus_metric()(**call), repeat=1)
+        c = out.curves
+        diff = np.abs((c[:, :1] - c[:, 1:]).cpu().numpy() - np.asarray(theirs)).max()
+        return t_ours, first, t_q, forward_floor(model, x, c.numel()), diff
+
+    # document 002: 8x8 patches, k^2 patches after step k (28 steps at 224^2), gray fill
+    b = 2
+    for arch in ("vgg16", "resnet50"):
+        model, x, y, a = case(arch, 224, b)
+        ranks = pt.patch_ranks(pt.patch_scores(a.sum(1), 8), "morf").cpu().numpy()
+        steps = len(pt.step_counts("square", 28 * 28))
+        res = run(pt.region_perturbation, model, x, y, a,
+                  lambda ranks=ranks, shape=tuple(x.shape), steps=steps:
+                  quantus.RegionPerturbation(
+                      patch_size=8, regions_evaluation=steps,
+                      perturb_func=square_schedule_perturb(ranks, shape, 8, 0.5), **q),
+                  x.cpu().numpy(), False, patch=8, fill="gray", steps="square")
+        doc_line(f"002 region_perturbation {arch} {b}x3x224^2 sq", *res)
+        if arch == "resnet50":
+            resnet50 = model, x * 2 - 1, y, a
+    # document 003: AOPC, uniform noise over [-1, 1] drawn once per image, its region sizes
+    model, x, y, a = resnet50
+    for region in (28,) if quick else (56, 28, 16):  # 21 does not divide 224: Quantus pads
+        noise = pt.UniformFill(-1.0, 1.0, seed=0)(x, None).cpu().numpy()
+        n = (224 // region) ** 2
+        res = run(pt.aopc, model, x, y, a,
+                  lambda region=region, n=n, noise=noise: quantus.RegionPerturbation(
+                      patch_size=region, regions_evaluation=n, perturb_func=noise_perturb(noise),
+                      **q),
+                  x.cpu().numpy(), True, region=region)
+        doc_line(f"003 aopc resnet50 {b}x3x224^2 region {region}", *res)
+    # issue 14: ResNet-18 width 1, 8 x 3x128^2, 8x8 patches, 256 steps linear, constant fill
+    b = 4 if quick else 8
+    model, x, y, a = case("resnet18", 128, b)
+    res = run(pt.region_perturbation, model, x, y, a,
+              lambda: quantus.RegionPerturbation(patch_size=8, regions_evaluation=256,
+                                                 perturb_baseline=0.25, **q),
+              x.cpu().numpy(), False, patch=8, fill=0.25, steps="linear:1")
+    doc_line(f"region_perturbation resnet18 {b}x3x128^2 256", *res)
     print(f"{'':<44} {peak_memory()}")
 
 
@@ -300,6 +427,7 @@ def main() -> None:
     print(f"device {DEVICE}, torch threads {torch.get_num_threads()}; {kind} seconds, best of 3 "
           "runs (2 for Quantus, 1 for Telea and the loop)")
     bench_perturbation(args.quick)
+    bench_documents(args.quick)
     bench_inpainting(args.quick)
     bench_sensitivity(args.quick)
     bench_fiveband(args.quick)

@@ -99,9 +99,13 @@ def test_batched_matches_literal_loop(setup, fill, repeated, order, patch, steps
 
 def test_random_order_is_a_seeded_permutation(setup):
     model, x, y, a = setup
-    r1 = pt.region_perturbation(model, x, y, a, patch=4, order="random", seed=5)
-    r2 = pt.region_perturbation(model, x, y, a, patch=4, order="random", seed=5)
-    r3 = pt.region_perturbation(model, x, y, a, patch=4, order="random", seed=6)
+    # a fixed chunk: while the chunk size is being measured, calls differ in the last bits
+    r1 = pt.region_perturbation(model, x, y, a, patch=4, order="random", seed=5,
+                                memory_budget=1 << 20)
+    r2 = pt.region_perturbation(model, x, y, a, patch=4, order="random", seed=5,
+                                memory_budget=1 << 20)
+    r3 = pt.region_perturbation(model, x, y, a, patch=4, order="random", seed=6,
+                                memory_budget=1 << 20)
     assert torch.equal(r1.curves, r2.curves) and not torch.equal(r1.curves, r3.curves)
     ranks = pt.patch_ranks(torch.zeros(4, 9), "random", seed=1)
     assert all(sorted(r.tolist()) == list(range(9)) for r in ranks)
@@ -220,6 +224,61 @@ def test_aopc_equals_mean_drop_of_its_curve(seed, region):
     np.testing.assert_allclose(out.scores.numpy(),
                                ((c[:, :1] - c[:, 1:]).sum(1) / c.shape[1]).numpy(), atol=1e-6)
     assert torch.all((out.curves >= 0) & (out.curves <= 1))  # probabilities
+
+
+def literal_aopc_per_step(model, x, y, a, region, low, high, seed):
+    """Document 003, section 4.3, as loops: per image, per step k, the k-th most relevant region
+    (mean of the map, ties to the lower index) takes a fresh noise patch, the k-th draw of
+    ``rand(P, B, C, region, region)`` (cropped at the border); the earlier regions keep theirs."""
+    b, c, h, w = x.shape
+    gh, gw = math.ceil(h / region), math.ceil(w / region)
+    cells = [(r, q) for r in range(gh) for q in range(gw)]
+    draws = torch.rand(len(cells), b, c, region, region,
+                       generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    read = pt.target_score("probability")
+    curves = []
+    with torch.no_grad():
+        for i in range(b):
+            s = a[i].sum(0)
+            rel = [float(s[r * region:(r + 1) * region, q * region:(q + 1) * region].mean())
+                   for r, q in cells]
+            order = sorted(range(len(cells)), key=lambda j: (-rel[j], j))
+            current = x[i:i + 1].clone()
+            curve = [float(read(model(current), y[i:i + 1]))]
+            for k, j in enumerate(order):
+                r, q = cells[j]
+                block = current[0, :, r * region:(r + 1) * region, q * region:(q + 1) * region]
+                patch = low + (high - low) * draws[k, i, :, :block.shape[1], :block.shape[2]]
+                block.copy_(patch.float())
+                curve.append(float(read(model(current), y[i:i + 1])))
+            curves.append(curve)
+    return torch.tensor(curves)
+
+
+@pytest.mark.parametrize("region", [3, 4])  # 4 does not divide 10: cropped border regions
+def test_aopc_per_step_noise_matches_literal_loop(region):
+    """noise='per-step': a fresh patch at every step (the document's text), forced through many
+    chunks; 'per-image' (the public code) draws other numbers from the same distribution."""
+    model = tiny_cnn(seed=1)
+    g = torch.Generator().manual_seed(7)
+    x, a = torch.rand(3, 3, 10, 10, generator=g) * 2 - 1, torch.randn(3, 3, 10, 10, generator=g)
+    y = torch.tensor([0, 1, 2])
+    out = pt.aopc(model, x, y, a, region=region, noise="per-step", seed=4,
+                  memory_budget=5 * x[0].numel() * 4)
+    ref = literal_aopc_per_step(model, x, y, a, region, -1.0, 1.0, seed=4)
+    np.testing.assert_allclose(out.curves.numpy(), ref.numpy(), atol=1e-5)
+    c = ref.double()
+    np.testing.assert_allclose(out.scores.numpy(), ((c[:, :1] - c[:, 1:]).sum(1)
+                                                    / c.shape[1]).numpy(), atol=1e-5)
+    once = pt.aopc(model, x, y, a, region=region, noise="per-image", seed=4)
+    assert not torch.allclose(once.curves, out.curves)
+    noise = pt.step_noise(pt.patch_ranks(torch.randn(64, 9), "morf"), (64, 3, 9, 9), 3,
+                          -1.0, 1.0, seed=0)
+    assert noise.min() >= -1 and noise.max() < 1 and abs(float(noise.mean())) < 0.02
+    with pytest.raises(ValueError, match="needs fill='uniform'"):
+        pt.aopc(model, x, y, a, region=region, fill="gray", noise="per-step")
+    with pytest.raises(ValueError, match="noise must be one of"):
+        pt.aopc(model, x, y, a, region=region, noise="per-region")
 
 
 # ---------------------------------------------------------------- fills

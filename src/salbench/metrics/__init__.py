@@ -40,6 +40,7 @@ from salbench.metrics.groundtruth import (
 )
 from salbench.metrics.haas import HaasResult, haas, heatmap_assisted_images
 from salbench.metrics.perturbation import (
+    AOPC_NOISE,
     AOPC_REGION_SIZES,
     BlurFill,
     ConstantFill,
@@ -79,7 +80,7 @@ from salbench.metrics.robustness import TABLE_6, Sensitivity, avg_sensitivity, m
 from salbench.metrics.sanity import Randomisation, model_randomisation, spearman, ssim
 
 __all__ = [
-    "AOPC_REGION_SIZES", "CLAMPED", "KINDS", "STANDARD", "TABLE_6",
+    "AOPC_NOISE", "AOPC_REGION_SIZES", "CLAMPED", "KINDS", "STANDARD", "TABLE_6",
     "BlurFill", "ConstantFill", "Cost", "Curve", "FastInpaintFill", "FiveBandSchedule",
     "HaasResult", "MeanFill", "Metric", "MetricResult", "Output", "PerturbationCurves",
     "Randomisation", "Sensitivity", "SoftFiveBand", "TeleaFill", "UniformFill", "aopc", "auroc",

@@ -1,27 +1,25 @@
-"""OpenCV Telea inpainting, in this process or over forked worker processes.
+"""OpenCV Telea inpainting, in this thread or over one pool of worker threads kept across calls.
 
-Workers are forked after the inputs are placed in a module global and the output in an anonymous
-shared memory map, so no image is pickled: each worker reads its slice of the inputs and writes
-its slice of the output in place.
+``cv2.inpaint`` releases the GIL, so threads run it in parallel without forking (a fork after
+torch, OpenCV or tqdm have started threads can inherit a held lock and hang) and without copying
+an image: each thread writes its slice of one output array.
 """
 
 from __future__ import annotations
 
-import mmap
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
-from itertools import pairwise
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
 
-_shared: dict[str, object] = {}
+_pool: dict[int, ThreadPoolExecutor] = {}
+_pool_lock = threading.Lock()
 
 
 def inpaint_telea(image: np.ndarray, mask: np.ndarray, radius: float) -> np.ndarray:
     """Inpaint ``image`` ``[C, H, W]`` float32 where ``mask`` ``[H, W]`` is true, each channel as a
     float32 single-channel image (no 8-bit quantisation), with ``cv2.INPAINT_TELEA``."""
-    cv2.setNumThreads(1)
     m = mask.astype(np.uint8)
     out = np.empty_like(image)
     for c in range(image.shape[0]):
@@ -34,28 +32,30 @@ def inpaint_telea_many(images: np.ndarray, masks: np.ndarray, radius: float) -> 
     return np.stack([inpaint_telea(i, m, radius) for i, m in zip(images, masks)])
 
 
-def _work(lo: int, hi: int) -> None:
-    images, masks, out, radius = (_shared[k] for k in ("images", "masks", "out", "radius"))
-    out[lo:hi] = inpaint_telea_many(images[lo:hi], masks[lo:hi], radius)
+def worker_pool(workers: int) -> ThreadPoolExecutor:
+    """The process's pool of ``workers`` threads, created on first use and reused by every call."""
+    with _pool_lock:
+        if workers not in _pool:
+            _pool[workers] = ThreadPoolExecutor(workers, thread_name_prefix="salbench-telea")
+        return _pool[workers]
 
 
 def inpaint_telea_parallel(images: np.ndarray, masks: np.ndarray, radius: float,
                            workers: int) -> np.ndarray:
-    """:func:`inpaint_telea_many` split over ``workers`` forked processes (in this process when
-    ``workers`` is 1, there is one image, or the platform cannot fork)."""
+    """:func:`inpaint_telea_many` split over ``workers`` threads (in this thread when ``workers``
+    is 1 or there is one image); the same array as the serial call."""
     workers = min(workers, len(images))
-    if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+    if workers <= 1:
         return inpaint_telea_many(images, masks, radius)
-    buffer = mmap.mmap(-1, max(images.nbytes, 1))
-    out = np.frombuffer(buffer, dtype=np.float32, count=images.size).reshape(images.shape)
-    _shared.update(images=images, masks=masks, out=out, radius=radius)
+    cv2.setNumThreads(1)  # parallel over images, not inside one inpainting
+    out = np.empty_like(images)
+
+    def work(lo: int, hi: int) -> None:
+        for i in range(lo, hi):
+            out[i] = inpaint_telea(images[i], masks[i], radius)
+
     bounds = np.linspace(0, len(images), workers + 1).astype(int)
-    try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            for job in [pool.submit(_work, lo, hi) for lo, hi in pairwise(bounds)]:
-                job.result()
-        return out.copy()
-    finally:
-        _shared.clear()
-        del out
-        buffer.close()
+    jobs = [worker_pool(workers).submit(work, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    for job in jobs:
+        job.result()
+    return out

@@ -5,10 +5,10 @@ A perturbation metric is three swappable parts (STYLE.md): a **schedule** (which
 flipped by step t: a patch order from the attributions plus cumulative counts), a **fill** (what
 replaces the flipped pixels) and a **scorer** (what is read from the model). The engine builds
 the perturbed inputs of many (sample, step) pairs at once, runs them through the model in chunks
-bounded by ``memory_budget`` (bytes of inputs plus activations per forward pass, the
-activations measured with hooks on one sample: :func:`~salbench.metrics._checks.chunk_size`), and
-computes the
-unperturbed forward pass once. No Python loop over samples; the only loops are over chunks.
+of the size measured fastest for the model and input shape (or bounded by an explicit
+``memory_budget``), through a fused copy of the model where it equals the eager one, bf16 when
+asked (:mod:`salbench.metrics.passes`), and computes the unperturbed forward pass once. No Python
+loop over samples; the only loops are over chunks.
 
 Fills: static fills (``gray``/constant, ``uniform`` noise, ``mean``, ``blur``) give one
 replacement image per sample, computed once from the unperturbed input. Inpainting fills
@@ -43,15 +43,16 @@ from salbench.metrics._checks import (
     check_images,
     check_spatial,
     check_targets,
-    chunk_size,
     reduce_channels,
     target_score,
 )
 from salbench.metrics._telea import inpaint_telea_parallel
+from salbench.metrics.passes import PRECISIONS, ModelPasses
 
 ORDERS = ("morf", "lrf", "random")
 BLOCK_BYTES = 64 * 2**20  # perturbed images built (and handed to a fill) at once
 AOPC_REGION_SIZES = (56, 28, 21, 16)  # region sizes for 224 px images (document 003, section 4.3)
+AOPC_NOISE = ("per-image", "per-step")  # when AOPC's uniform noise is drawn (see aopc)
 
 
 class PerturbationCurves(NamedTuple):
@@ -203,7 +204,7 @@ class BlurFill:
 @dataclass(frozen=True)
 class TeleaFill:
     """OpenCV Telea inpainting (document 002, section 2.2.1), each channel as a float32 image,
-    run over ``workers`` processes (default: all CPU cores; 1 = in this process)."""
+    run over ``workers`` threads (default: all CPU cores; 1 = in this thread)."""
 
     radius: float = 3.0
     workers: int | None = None
@@ -273,6 +274,35 @@ class FastInpaintFill:
                           for i in range(0, len(x), self.block)])
 
 
+@dataclass(frozen=True)
+class ImageFill:
+    """Given replacement values ``[B, C, H, W]`` (a static fill; e.g. :func:`step_noise`)."""
+
+    values: Tensor
+    mask_dependent = False
+
+    def __call__(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        return self.values.to(x.device, x.dtype)
+
+
+def step_noise(ranks: Tensor, shape: tuple[int, ...], region: int, low: float, high: float,
+               seed: int = 0) -> Tensor:
+    """AOPC's uniform noise "re-sampled" at every perturbation step (document 003, section 4.3;
+    the first version of its public code, ``morf_old.py``): at step k each image draws a fresh
+    ``region`` × ``region`` patch of U[low, high) per channel for its k-th region (``ranks``
+    ``[B, P]``, 0 = first; the patch is cropped at the border), and a perturbed region keeps its
+    noise (x⁽ᵏ⁾ = g(x⁽ᵏ⁻¹⁾, r_k)). Returns the replacement image ``[B, C, H, W]``. The patches are
+    drawn step-major, ``rand(P, B, C, region, region)`` from ``seed``, whatever the chunking."""
+    b, c, h, w = shape
+    gh, gw = math.ceil(h / region), math.ceil(w / region)
+    g = torch.Generator().manual_seed(seed)
+    draws = torch.rand(gh * gw, b, c, region, region, generator=g, dtype=torch.float64)
+    patches = draws[ranks.cpu(), torch.arange(b)[:, None]]  # [B, P, C, r, r]: draw of its step
+    image = patches.view(b, gh, gw, c, region, region).permute(0, 3, 1, 4, 2, 5)
+    image = image.reshape(b, c, gh * region, gw * region)[..., :h, :w]
+    return low + (high - low) * image
+
+
 FILLS = ("gray", "uniform", "mean", "blur", "inpaint-telea", "inpaint-fast")
 
 
@@ -297,49 +327,40 @@ def make_fill(fill: str | float | Fill, input_range: tuple[float, float], seed: 
 # ---------------------------------------------------------------- engine
 
 
-def forward_scores(model: nn.Module, x: Tensor, y: Tensor, scorer: ScoreFn,
-                   memory_budget: int | None = None) -> Tensor:
-    """``scorer(model(x), y)`` over chunks of ``x`` bounded by ``memory_budget``: ``[N]``."""
-    c = chunk_size(model, x, memory_budget)
-    return torch.cat([scorer(model(x[i:i + c]), y[i:i + c]) for i in range(0, len(x), c)])
-
-
 def perturbation_curves(model: nn.Module, x: Tensor, y: Tensor, ranks: Tensor, counts: Tensor,
                         fill: Fill, patch: int, *, repeated: bool = True,
                         final_value: float | None = None, scorer: ScoreFn,
-                        memory_budget: int | None = None) -> Tensor:
+                        memory_budget: int | None = None, precision: str = "fp32") -> Tensor:
     """The engine: model scores ``[B, S+1]`` as patches are flipped in the order ``ranks``
     ``[B, P]`` (0 = first), ``counts[t]`` patches after step t+1; point 0 is the unperturbed
     input. ``final_value``: the last step's input is that constant everywhere (the thesis's last
-    step fully gray)."""
-    b, _, h, w = x.shape
+    step fully gray). The passes (chunk size, fused copy, ``precision``): :mod:`.passes`."""
+    b, c, h, w = x.shape
     ids, _ = patch_grid(h, w, patch)
     rank_pix = ranks[:, ids.to(ranks.device)].view(b, 1, h, w)
     counts = counts.to(x.device)
     n_steps = len(counts)
+    passes = ModelPasses(model, x, scorer, memory_budget, precision)
     curves = torch.empty(b, n_steps + 1, dtype=torch.float32, device=x.device)
-    curves[:, 0] = forward_scores(model, x, y, scorer, memory_budget)
-
-    chunk = chunk_size(model, x, memory_budget)
+    curves[:, 0] = passes(x, y).float()
     # Perturbed inputs are built in blocks of many images (vectorised gathers, one worker pool
-    # or batched call per inpainting block); the model sees chunks of `chunk` images.
-    block = max(chunk, BLOCK_BYTES // (x[0].numel() * x.element_size()))
+    # or batched call per inpainting block), into one reused buffer; the model sees chunks.
+    block = max(passes.largest_chunk, BLOCK_BYTES // (x[0].numel() * x.element_size()))
 
     def forward(xp: Tensor, rows: Tensor, cols: Tensor) -> None:
-        yb = y[rows]
-        scores = [scorer(model(xp[i:i + chunk]), yb[i:i + chunk]) for i in range(0, len(xp), chunk)]
-        curves[rows, cols] = torch.cat(scores).float()
+        curves[rows, cols] = passes(xp, y[rows]).float()
 
     if repeated or not fill.mask_dependent:
         static = None if fill.mask_dependent else fill(x, None)
         pairs = torch.arange(b * n_steps, device=x.device)
+        buffer = torch.empty((min(block, b * n_steps), c, h, w), dtype=x.dtype, device=x.device)
         for start in range(0, b * n_steps, block):
             idx = pairs[start:start + block]
             bi, ti = idx // n_steps, idx % n_steps
-            x0 = x[bi]
+            xp = torch.index_select(x, 0, bi, out=buffer[:len(idx)])
             flip = rank_pix[bi] < counts[ti].view(-1, 1, 1, 1)
-            values = static[bi] if static is not None else fill(x0, flip)
-            xp = torch.where(flip, values, x0)
+            values = static[bi] if static is not None else fill(xp, flip)
+            torch.where(flip, values, xp, out=xp)
             if final_value is not None:
                 xp[ti == n_steps - 1] = final_value
             forward(xp, bi, ti + 1)
@@ -391,8 +412,8 @@ def region_perturbation(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *, pa
                         steps: str = "square", input_range: tuple[float, float] = (0.0, 1.0),
                         reduce: str = "sum", patch_score: str = "sum", repeated: bool = True,
                         last_step_gray: bool = False, score: str | ScoreFn = "logit",
-                        seed: int = 0,
-                        memory_budget: int | None = None) -> PerturbationCurves:
+                        seed: int = 0, memory_budget: int | None = None,
+                        precision: str = "fp32") -> PerturbationCurves:
     """Region perturbation (document 002, sections 2.2 and 3.3); pixel flipping when ``patch=1``.
 
     ``a`` ``[B, C|1, H, W]`` is reduced over channels by ``reduce``; patches (``patch`` × ``patch``,
@@ -409,12 +430,15 @@ def region_perturbation(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *, pa
     flipped-patch fractions ``[S+1]`` and ``scores`` = AUC, the trapezoid area under the curve
     over the fraction in [0, 1] (lower is better for MoRF). The model is used as given (call
     ``model.eval()`` first); no gradients are taken. ``memory_budget``: bytes of inputs plus
-    activations per model call (default: cache-sized on the CPU, 2 GiB on a GPU).
+    activations per model call (default ``None``: the chunk size measured fastest for this model,
+    cached). ``precision``: ``fp32``, or ``bf16`` autocast (curves within
+    :data:`~salbench.metrics.passes.BF16_TOLERANCE` of fp32; :mod:`salbench.metrics.passes`).
     """
     _check_common(model, x, y, a)
     if not isinstance(patch, int) or not 1 <= patch <= min(x.shape[-2:]):
         raise ValueError(f"patch must be an integer side length in [1, {min(x.shape[-2:])}], "
                          f"got {patch!r}")
+    check_choice(precision, "precision", PRECISIONS)
     lo, hi = _check_range(input_range)
     fill_fn = make_fill(fill, input_range, seed)
     with torch.inference_mode():
@@ -424,7 +448,8 @@ def region_perturbation(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *, pa
         ranks = patch_ranks(scores, order, seed)
         curves = perturbation_curves(model, x, y, ranks, counts, fill_fn, patch, repeated=repeated,
                                      final_value=(lo + hi) / 2 if last_step_gray else None,
-                                     scorer=target_score(score), memory_budget=memory_budget)
+                                     scorer=target_score(score), memory_budget=memory_budget,
+                                     precision=precision)
         fractions = torch.cat([torch.zeros(1), counts.cpu().double() / scores.shape[1]])
         return PerturbationCurves(area_under_curve(curves, fractions), curves, fractions)
 
@@ -434,36 +459,46 @@ def pixel_flipping(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *, order: 
                    input_range: tuple[float, float] = (0.0, 1.0), reduce: str = "sum",
                    repeated: bool = True, last_step_gray: bool = False,
                    score: str | ScoreFn = "logit", seed: int = 0,
-                   memory_budget: int | None = None) -> PerturbationCurves:
+                   memory_budget: int | None = None, precision: str = "fp32") -> PerturbationCurves:
     """Pixel flipping (Bach et al. 2015): :func:`region_perturbation` with ``patch=1`` (the
     ``square`` schedule flips k² pixels after step k: H steps for an H × H image)."""
     return region_perturbation(model, x, y, a, patch=1, order=order, fill=fill, steps=steps,
                                input_range=input_range, reduce=reduce, repeated=repeated,
                                last_step_gray=last_step_gray, score=score, seed=seed,
-                               memory_budget=memory_budget)
+                               memory_budget=memory_budget, precision=precision)
 
 
 def aopc(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *, region: int = 16,
          fill: str | float | Fill = "uniform", input_range: tuple[float, float] = (-1.0, 1.0),
          steps: int | None = None, reduce: str = "sum", score: str | ScoreFn = "probability",
-         seed: int = 0, memory_budget: int | None = None) -> PerturbationCurves:
+         seed: int = 0, memory_budget: int | None = None,
+         noise: str = "per-image", precision: str = "fp32") -> PerturbationCurves:
     """AOPC of document 003 (section 2.2.1, eq. 7; settings of section 4.3).
 
     The map is average-pooled to ``region`` × ``region`` regions (56, 28, 21, 16 for 224 px give
     4×4, 8×8, 11×11, 14×14 heatmaps), regions are perturbed most relevant first, cumulatively
-    (x⁽ᵏ⁾ = g(x⁽ᵏ⁻¹⁾, r_k)), with uniform noise over ``input_range`` (document 003: [−1, 1])
-    drawn once per image (NOTES.md:
-    the public code reuses it across steps; each region is replaced by fresh noise once);
-    f is the class probability of ``y``. Per sample
+    (x⁽ᵏ⁾ = g(x⁽ᵏ⁻¹⁾, r_k)), with uniform noise over ``input_range`` (document 003: [−1, 1]).
+    ``noise`` (``fill="uniform"`` only): ``per-image`` draws one noise image per image, each
+    region taking its part (NOTES.md: the current public code); ``per-step`` draws a fresh
+    patch at every step, as the document's text says (:func:`step_noise`). Either way each
+    perturbed pixel gets one U draw, so the two agree in distribution; only the random numbers
+    differ. f is the class probability of ``y``. Per sample
     AOPC = 1/(L+1) Σ_{k=1}^{L} [f(x⁰) − f(xᵏ)], L = ``steps`` (default: all regions).
     The document averages over the correctly classified test images: select those before
-    averaging the returned per-sample scores.
+    averaging the returned per-sample scores. ``memory_budget``, ``precision``: as
+    :func:`region_perturbation`.
     """
     _check_common(model, x, y, a)
     if not isinstance(region, int) or not 1 <= region <= min(x.shape[-2:]):
         raise ValueError(f"region must be an integer side length in [1, {min(x.shape[-2:])}], "
                          f"got {region!r}")
-    fill_fn = make_fill(fill, _check_range(input_range), seed)
+    check_choice(noise, "noise", AOPC_NOISE)
+    check_choice(precision, "precision", PRECISIONS)
+    if noise == "per-step" and fill != "uniform":
+        raise ValueError(f"noise='per-step' re-samples the uniform fill; it needs "
+                         f"fill='uniform', got {fill!r}")
+    lo, hi = _check_range(input_range)
+    fill_fn = make_fill(fill, (lo, hi), seed)
     with torch.inference_mode():
         s = reduce_channels(a, reduce)
         scores = patch_scores(s, region, "mean")
@@ -472,8 +507,11 @@ def aopc(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *, region: int = 16,
             raise ValueError(f"steps must be an integer in [1, {n_regions}], got {steps!r}")
         counts = torch.arange(1, (steps or n_regions) + 1)
         ranks = patch_ranks(scores, "morf")
+        if noise == "per-step":
+            fill_fn = ImageFill(step_noise(ranks, tuple(x.shape), region, lo, hi, seed))
         curves = perturbation_curves(model, x, y, ranks, counts, fill_fn, region, repeated=False,
-                                     scorer=target_score(score), memory_budget=memory_budget)
+                                     scorer=target_score(score), memory_budget=memory_budget,
+                                     precision=precision)
         n = len(counts)
         value = (curves[:, :1] - curves[:, 1:]).sum(1) / (n + 1)
         fractions = torch.cat([torch.zeros(1), counts.double() / n_regions])

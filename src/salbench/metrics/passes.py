@@ -1,0 +1,240 @@
+"""Forward passes of the perturbation metrics: how many images go into one model call, measured
+on the model itself, and cheaper passes where the results allow.
+
+**Chunk size, measured.** The cost of a batched forward pass per image depends on the model, the
+input shape and the device (cache sizes on a CPU, occupancy on a GPU), so no fixed byte budget
+fits every model (NOTES.md, "Chunk size": a 16 MiB budget made ResNet-18 at 128² 2.1× slower than
+Quantus). With ``memory_budget=None`` a :class:`ChunkTimer` times the metric's own model calls at
+the candidate sizes 1, 2, 4, … (the first calls at a size pay one-time costs, the next are
+timed), keeps doubling until two sizes in a row are slower per image than the best, and settles
+on the fastest size. The
+largest candidate is bounded by memory (:data:`CALIBRATION_BUDGET` bytes of inputs plus leaf
+activations, :func:`~salbench.metrics._checks.bytes_per_sample`). The timings are cached per
+model, input shape, dtype, device and kind of pass, so the measuring happens once; it costs no
+extra passes, only the first calls running at the smaller sizes. A model that cannot be cached
+(no weak reference) is measured afresh in every call; a size that runs out of memory becomes the
+bound. An explicit ``memory_budget`` fixes the chunk from the bytes instead (the old behaviour).
+
+**Cheaper passes.** ``precision="fp32"`` (the default) runs a traced, frozen copy of the model
+(``torch.jit.freeze``: batch norm folded into the convolutions, convolution + ReLU fused by
+oneDNN on the CPU), built once per model, input shape and weights and checked against the eager
+model on one sample (relative difference at most :data:`FUSED_RTOL`); a model that does not
+trace cleanly (data-dependent control flow, non-tensor outputs), is in training mode or is no
+``nn.Module`` runs as given. ``precision="bf16"`` (opt-in) runs the model under bf16 autocast:
+faster where the CPU has bf16 instructions or on a GPU, with curves within :data:`BF16_TOLERANCE`
+of fp32 (see ``tests/metrics/test_passes.py``). Every pass runs under ``torch.inference_mode``.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from salbench.metrics._checks import (
+    SCRIPTED_ACTIVATIONS,
+    ScoreFn,
+    bytes_per_sample,
+    check_choice,
+    chunk_size,
+)
+
+PRECISIONS = ("fp32", "bf16")
+SLOWER = 1.03  # a size this much slower per image than the best so far counts as slower
+PATIENCE = 2  # the search ends after this many slower sizes in a row (costs need not be convex)
+WARMUP_CALLS = 2  # untimed calls at each candidate size
+MEASURE_SECONDS = 0.02  # timed seconds at each candidate size (over as many calls as it takes)
+MAX_CHUNK = 1024  # largest candidate chunk (images per call)
+CALIBRATION_BUDGET = {"cpu": 1 << 30, "cuda": 4 << 30}  # bytes bounding the largest candidate
+FUSED_RTOL = 1e-4  # a fused copy must match the eager model this closely, relative to max |out|
+# bf16 curves differ from fp32 by at most this share of the fp32 curve's largest |value|
+# (measured in tests/metrics/test_passes.py on random VGG-style and ResNet-style models)
+BF16_TOLERANCE = 0.03
+
+
+# ---------------------------------------------------------------- chunk size
+
+
+@dataclass
+class ChunkTimer:
+    """Seconds per image of one model on one input shape at the candidate chunk sizes
+    1, 2, 4, … ``limit``, measured on real calls: at each size :data:`WARMUP_CALLS` calls pay the
+    one-time costs (memory, kernel selection, a JIT's profiling runs), then calls are timed until
+    they add up to :data:`MEASURE_SECONDS`. ``chosen`` is the fastest size once the search ends
+    (after :data:`PATIENCE` sizes in a row slower per image than the best so far by
+    :data:`SLOWER`, or at the limit; small convolutions can be slower at 2 images than at 1 and
+    much faster at 8)."""
+
+    limit: int
+    per_image: dict[int, float] = field(default_factory=dict)
+    calls: dict[int, int] = field(default_factory=dict)
+    spent: dict[int, float] = field(default_factory=dict)
+    chosen: int | None = None
+
+    def next_size(self) -> int:
+        if self.chosen is not None:
+            return self.chosen
+        size = 1
+        while size in self.per_image and size < self.limit:
+            size *= 2
+        return min(size, self.limit)
+
+    def record(self, size: int, seconds: float) -> None:
+        """One call of ``size`` images that took ``seconds``."""
+        if self.chosen is not None or size != self.next_size():
+            return
+        self.calls[size] = self.calls.get(size, 0) + 1
+        if self.calls[size] <= WARMUP_CALLS:
+            return
+        self.spent[size] = self.spent.get(size, 0.0) + seconds
+        if self.spent[size] < MEASURE_SECONDS:
+            return
+        self.per_image[size] = self.spent[size] / ((self.calls[size] - WARMUP_CALLS) * size)
+        best = min(self.per_image, key=self.per_image.__getitem__)
+        slower = sorted(s for s in self.per_image if s > best)
+        if size >= self.limit or len(slower) >= PATIENCE and all(
+                self.per_image[s] > SLOWER * self.per_image[best] for s in slower[-PATIENCE:]):
+            self.chosen = best
+
+    def out_of_memory(self, size: int) -> None:
+        """``size`` images did not fit: the limit falls below it, the search ends there."""
+        self.limit = max(1, size // 2)
+        fitting = {s: t for s, t in self.per_image.items() if s <= self.limit}
+        self.chosen = min(fitting, key=fitting.__getitem__) if fitting else self.limit
+
+
+_TIMERS: weakref.WeakKeyDictionary[object, dict[tuple, ChunkTimer]] = weakref.WeakKeyDictionary()
+
+
+def candidate_limit(model: object, x: Tensor) -> int:
+    """The largest candidate chunk: :data:`CALIBRATION_BUDGET` over the bytes of one input plus its
+    activations (for a plain callable, :data:`SCRIPTED_ACTIVATIONS` times the input)."""
+    per_sample = bytes_per_sample(model, x)
+    if not isinstance(model, nn.Module):
+        per_sample *= SCRIPTED_ACTIVATIONS
+    budget = CALIBRATION_BUDGET.get(x.device.type, CALIBRATION_BUDGET["cuda"])
+    return max(1, min(MAX_CHUNK, budget // per_sample))
+
+
+def chunk_timer(model: object, x: Tensor, kind: str) -> ChunkTimer:
+    """The cached timer of ``model`` on inputs shaped like ``x`` for passes of ``kind``
+    (a fresh, uncached one when ``model`` cannot be weakly referenced)."""
+    key = (tuple(x.shape[1:]), x.dtype, str(x.device), kind)
+    try:
+        timers = _TIMERS.setdefault(model, {})
+    except TypeError:
+        return ChunkTimer(candidate_limit(model, x))
+    if key not in timers:
+        timers[key] = ChunkTimer(candidate_limit(model, x))
+    return timers[key]
+
+
+def _is_out_of_memory(error: RuntimeError) -> bool:
+    return isinstance(error, torch.OutOfMemoryError) or "can't allocate memory" in str(error)
+
+
+# ---------------------------------------------------------------- cheaper passes
+
+
+def _weights_key(model: nn.Module) -> tuple:
+    """Changes whenever a parameter or buffer is replaced or modified in place (``_version`` is
+    torch's in-place modification counter) or a module changes mode."""
+    tensors = (*model.parameters(), *model.buffers())
+    return (tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors),
+            tuple(m.training for m in model.modules()))
+
+
+_FUSED: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, object]] = weakref.WeakKeyDictionary()
+
+
+def fused_copy(model: object, x: Tensor) -> object:
+    """A traced, frozen copy of ``model`` for inputs shaped like ``x`` (cached per model, shape
+    and weights), or ``model`` itself where that is not possible or not equal (module docstring)."""
+    if (not isinstance(model, nn.Module) or isinstance(model, torch.jit.ScriptModule)
+            or any(m.training for m in model.modules())):
+        return model
+    key = (tuple(x.shape[1:]), x.dtype, str(x.device), _weights_key(model))
+    cached = _FUSED.get(model)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    try:
+        with warnings.catch_warnings(record=True) as caught, torch.no_grad():
+            warnings.simplefilter("always")
+            fused = torch.jit.freeze(torch.jit.trace(model, x[:1], check_trace=False))
+            eager, out = model(x[-1:]), fused(x[-1:])
+    except (RuntimeError, TypeError, ValueError):
+        fused = model
+    else:
+        clean = not any(issubclass(w.category, torch.jit.TracerWarning) for w in caught)
+        if not (clean and isinstance(out, Tensor) and isinstance(eager, Tensor)
+                and out.shape == eager.shape and torch.allclose(
+                    out, eager, rtol=0, atol=FUSED_RTOL * float(eager.abs().max()))):
+            fused = model
+    _FUSED[model] = (key, fused)
+    return fused
+
+
+class ModelPasses:
+    """The forward passes of one metric call: ``model`` on inputs shaped like ``x``, in chunks
+    (measured, or from an explicit ``memory_budget``), in ``precision`` (module docstring).
+    Calling it with images ``[N, C, H, W]`` and targets ``[N]`` returns ``scorer(outputs, y)``
+    ``[N]``."""
+
+    def __init__(self, model: object, x: Tensor, scorer: ScoreFn,
+                 memory_budget: int | None = None, precision: str = "fp32") -> None:
+        check_choice(precision, "precision", PRECISIONS)
+        self.scorer = scorer
+        self.precision = precision
+        self.forward = fused_copy(model, x) if precision == "fp32" else model
+        self.fixed = None if memory_budget is None else chunk_size(model, x, memory_budget)
+        kind = precision if self.forward is model else f"{precision}-fused"
+        self.timer = None if self.fixed is not None else chunk_timer(model, x, kind)
+        self.device = x.device
+
+    @property
+    def largest_chunk(self) -> int:
+        """The most images one call may take (the buffer size the caller needs)."""
+        return self.fixed if self.fixed is not None else self.timer.limit
+
+    def _call(self, xs: Tensor, ys: Tensor) -> Tensor:
+        if self.precision == "bf16":
+            with torch.autocast(self.device.type, dtype=torch.bfloat16):
+                return self.scorer(self.forward(xs).float(), ys)
+        return self.scorer(self.forward(xs), ys)
+
+    def __call__(self, xs: Tensor, ys: Tensor) -> Tensor:
+        out = []
+        with torch.inference_mode():
+            start = 0
+            while start < len(xs):
+                size = min(self.fixed or self.timer.next_size(), len(xs) - start)
+                part, yp = xs[start:start + size], ys[start:start + size]
+                if self.timer is None or self.timer.chosen is not None:
+                    out.append(self._call(part, yp))
+                else:
+                    try:
+                        out.append(self._timed(part, yp))
+                    except RuntimeError as error:
+                        if not _is_out_of_memory(error) or size == 1:
+                            raise
+                        self.timer.out_of_memory(size)
+                        continue
+                start += size
+        return torch.cat(out)
+
+    def _timed(self, xs: Tensor, ys: Tensor) -> Tensor:
+        cuda = self.device.type == "cuda"
+        clock: Callable[[], float] = time.perf_counter if cuda else time.process_time
+        if cuda:
+            torch.cuda.synchronize(self.device)
+        start = clock()
+        scores = self._call(xs, ys)
+        if cuda:
+            torch.cuda.synchronize(self.device)
+        self.timer.record(len(xs), clock() - start)
+        return scores
