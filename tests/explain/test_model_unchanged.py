@@ -9,7 +9,7 @@ from torch import nn
 
 from salbench.explain import CompositeSpec, GADSupport, available, explain, tutorial_ranges
 from salbench.explain.checks import NonFiniteAttributionError
-from salbench.models import ARCHITECTURES, to_conv_flatten_fc
+from salbench.models import ARCHITECTURES, make_explainable, to_conv_flatten_fc
 
 HOOK_TABLES = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 LIGHT = {"integrated_gradients": {"n_steps": 4}, "smoothgrad": {"nt_samples": 2},
@@ -22,6 +22,8 @@ LIGHT = {"integrated_gradients": {"n_steps": 4}, "smoothgrad": {"nt_samples": 2}
 def snapshot(model: nn.Module) -> dict:
     return {
         "state": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        # the same tensors, not equal copies (Zennit issue 237: stale parameters after a merge)
+        "storage": [(k, id(v), v.data_ptr()) for k, v in model.state_dict(keep_vars=True).items()],
         "params": [(name, id(p), p.requires_grad, None if p.grad is None else p.grad.clone())
                    for name, p in model.named_parameters()],
         "training": [(name, m.training) for name, m in model.named_modules()],
@@ -39,7 +41,7 @@ def assert_same(before: dict, after: dict) -> None:
     for (n1, i1, r1, g1), (n2, i2, r2, g2) in zip(before["params"], after["params"]):
         assert (n1, i1, r1) == (n2, i2, r2)
         assert (g1 is None and g2 is None) or torch.equal(g1, g2), n1
-    for key in ("training", "hooks", "modules", "forward"):
+    for key in ("storage", "training", "hooks", "modules", "forward"):
         assert before[key] == after[key], key
 
 
@@ -84,20 +86,23 @@ def test_conv_flatten_fc_models_unchanged_by_cams_and_lrp():
 
 @pytest.mark.parametrize("method", ["guided_backprop", "deconvolution", "deeplift",
                                     "deeplift_shap", "guided_gradcam", "lrp_tutorial", "lrp_0"])
-def test_raw_resnet_with_shared_inplace_relu_gets_a_clear_error(method):
+def test_raw_resnet_with_shared_inplace_relu_is_explained_and_left_unchanged(method):
+    """Issue 13: the method runs on an explainable copy; the raw model is not touched."""
     model = tiny("resnet18", explainable=False)
     before = snapshot(model)
-    with pytest.raises(ValueError, match="make_explainable"):
-        explain(model, torch.rand(1, 3, 32, 32), 0, method)
+    x = torch.rand(1, 3, 32, 32)
+    torch.testing.assert_close(explain(model, x, 0, method),
+                               explain(make_explainable(model), x, 0, method))
     assert_same(before, snapshot(model))
 
 
-def test_inplace_relu_is_rejected_for_guided_backprop_but_not_for_lrp():
+def test_inplace_relu_vgg_is_explained_by_guided_backprop_on_a_copy():
     model = tiny("vgg16", explainable=False)  # in-place ReLUs, no module reused
     x = torch.rand(1, 3, 32, 32)
-    with pytest.raises(ValueError, match="in-place activations"):
-        explain(model, x, 0, "guided_backprop")
-    explain(model, x, 0, "lrp_epsilon")
+    before = snapshot(model)
+    torch.testing.assert_close(explain(model, x, 0, "guided_backprop"),
+                               explain(make_explainable(model), x, 0, "guided_backprop"))
+    assert_same(before, snapshot(model))
 
 
 def test_cam_without_convolution_is_a_clear_error():

@@ -185,13 +185,29 @@ def test_constant_map_no_nan(case, value):
 @settings(max_examples=40, deadline=None)
 @given(map_and_mask())
 def test_top_k_precision_matches_literal_loop(case):
+    """Ranked by the positive part max(s, 0) by default, by s itself when signed."""
     a, m = case
-    ours = gt.top_k_precision(a, m)
-    for i in range(len(a)):
-        s, t = a[i, 0].flatten().tolist(), m[i].flatten().tolist()
-        n = int(sum(t))
-        order = sorted(range(len(s)), key=lambda j: (-s[j], j))[:n]  # stable, lower index first
-        assert ours[i].item() == pytest.approx(sum(t[j] for j in order) / n)
+    for relevance, transform in (("positive", lambda v: max(v, 0.0)), ("signed", lambda v: v),
+                                 ("absolute", abs)):
+        ours = gt.top_k_precision(a, m, relevance=relevance)
+        for i in range(len(a)):
+            s = [transform(v) for v in a[i, 0].flatten().tolist()]
+            t = m[i].flatten().tolist()
+            n = int(sum(t))
+            order = sorted(range(len(s)), key=lambda j: (-s[j], j))[:n]  # stable: lower first
+            assert ours[i].item() == pytest.approx(sum(t[j] for j in order) / n), relevance
+
+
+def test_relevance_mass_is_a_fraction_of_positive_evidence_by_default():
+    """A signed map whose negative relevance outweighs its positive part: the signed mass ratio
+    leaves [0, 1] (issue 13 measured −2.46); the default counts positive relevance only."""
+    a = torch.tensor([[[[2.0, -3.0], [0.5, -0.5]]]], dtype=torch.float64)
+    m = torch.tensor([[[1.0, 0.0], [0.0, 0.0]]], dtype=torch.float64)
+    assert gt.relevance_mass_accuracy(a, m).item() == pytest.approx(2.0 / 2.5)
+    assert gt.relevance_mass_accuracy(a, m, relevance="signed").item() == pytest.approx(-2.0)
+    assert gt.relevance_mass_accuracy(a, m, relevance="absolute").item() == pytest.approx(2 / 6)
+    with pytest.raises(ValueError, match="relevance must be one of"):
+        gt.relevance_mass_accuracy(a, m, relevance="abs")
 
 
 def test_random_maps_near_chance():

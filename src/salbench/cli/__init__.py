@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from salbench.cli.common import fail, warn
@@ -103,10 +104,89 @@ def results_command(
     for column in frame.columns:
         table.add_column(str(column))
     for row in frame.head(limit).itertuples(index=False):
-        table.add_row(*[f"{v:.6g}" if isinstance(v, float) else str(v) for v in row])
+        table.add_row(*[f"{v:.6g}" if isinstance(v, float) else escape(str(v)) for v in row])
     console.print(table)
     if len(frame) > limit:
         console.print(f"({len(frame)} rows, {limit} shown; raise --limit to see more)")
+
+
+@app.command("benchmark")
+def benchmark_command(
+    model: Path = typer.Option(..., "--model", help="Your model: a salbench checkpoint, a "
+                               "torch.save'd module or state dict (with --arch), a TorchScript "
+                               "file, or package.module:factory."),
+    data: Path = typer.Option(..., "--data", help="Your images: an image folder (root/<class>/"
+                              "<image>), a salbench dataset folder, or an .npz with x, y, masks."),
+    masks: Path | None = typer.Option(None, "--masks", help="Ground-truth masks beside an image "
+                                      "folder (masks/<class>/<stem>.png; white = relevant)."),
+    arch: str | None = typer.Option(None, "--arch", help="Architecture of a state dict (zoo or "
+                                    "torchvision name, e.g. resnet18)."),
+    num_classes: int | None = typer.Option(None, "--num-classes", min=1,
+                                           help="Classes of a state dict (default: its last "
+                                                "layer's)."),
+    normalize: str = typer.Option("none", "--normalize", help="Input normalisation the model "
+                                  "expects: none or imagenet."),
+    size: int | None = typer.Option(None, "--size", min=8, help="Resize folder images to SIZE."),
+    preset: str = typer.Option("fast", "--preset", help="fast (minutes) or full (the "
+                               "documents' settings)."),
+    methods: str | None = typer.Option(None, "--methods", help="Comma-separated methods "
+                                       "(default: every one that applies)."),
+    metrics: str | None = typer.Option(None, "--metrics", help="Comma-separated metrics "
+                                       "(default: every one that applies)."),
+    n_samples: int | None = typer.Option(None, "--n-samples", min=1,
+                                         help="Explain at most this many images."),
+    target: str = typer.Option("true", "--target", help="Explain the true or the predicted "
+                               "class."),
+    out: Path | None = typer.Option(None, "--out", help="Run folder (default "
+                                    "runs/benchmark-MODEL)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and its estimated "
+                                 "cost; run nothing."),
+    device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Which saliency method can you trust for YOUR model on YOUR images? Runs every method that
+    applies, scores it with every metric that applies (ground-truth metrics where masks exist),
+    and prints per metric the best methods with 95 % intervals and one recommendation; writes a
+    run folder with the results and an HTML report.
+
+    Example: salbench benchmark --model model.pt --data images/ --masks masks/ --preset fast
+    """
+    from salbench.config import ConfigError
+    from salbench.results import RunLockedError
+    from salbench.runtime import set_quiet
+    from salbench.studies.benchmark import run_benchmark
+    from salbench.studies.benchmark.report import summary, summary_lines
+
+    set_quiet(quiet)
+    if preset not in ("fast", "full"):
+        fail(f"--preset must be fast or full, got {preset!r}")
+    if normalize not in ("none", "imagenet"):
+        fail(f"--normalize must be none or imagenet, got {normalize!r}")
+    if target not in ("true", "predicted"):
+        fail(f"--target must be true or predicted, got {target!r}")
+    run_dir = out or Path("runs") / f"benchmark-{model.stem}"
+    options = {"masks": masks, "arch": arch, "num_classes": num_classes,
+               "normalize": normalize, "size": size, "preset": preset, "n_samples": n_samples,
+               "target": target, "out": run_dir, "device": device,
+               "methods": None if methods is None else [m.strip() for m in methods.split(",")],
+               "metrics": None if metrics is None else [m.strip() for m in metrics.split(",")]}
+    try:
+        plan = run_benchmark(model, data, dry_run=True, **options)
+    except (ValueError, TypeError, FileNotFoundError, ConfigError) as err:
+        fail(str(err).splitlines()[0])
+    for line in plan.describe():
+        console.print(line, highlight=False, markup=False)
+    if dry_run:
+        return
+    try:
+        run_benchmark(model, data, plan=plan, **options)
+    except (ValueError, TypeError, FileNotFoundError, ConfigError, RunLockedError,
+            RuntimeError) as err:
+        fail(str(err).splitlines()[0])
+    console.print("")
+    for line in summary_lines(summary(run_dir)):
+        console.print(line, highlight=False, markup=False)
+    console.print(f"report: {write_report(run_dir)}", highlight=False)
 
 
 @app.command("findings")
@@ -143,8 +223,9 @@ def findings_command(
     for f in found:
         measured = ("–" if f.measured is None else f"{f.measured:.3g}"
                     + ("" if f.low is None else f" [{f.low:.3g}, {f.high:.3g}]"))
-        table.add_row(f.study, f.claim + (f"\n({f.note})" if f.note else ""), f.section,
-                      f.document, measured, str(f.n), f.verdict)
+        cells = (f.study, f.claim + (f"\n({f.note})" if f.note else ""), f.section, f.document,
+                 measured, str(f.n), f.verdict)
+        table.add_row(*(escape(c) for c in cells))
     console.print(table)
     counts = verdict_counts(found)
     console.print(", ".join(f"{n} {v}" for v, n in counts.items()) + f" ({found[0].scale})")

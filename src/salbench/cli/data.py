@@ -21,6 +21,9 @@ def mri_lesions_command(
                              help="Output folder (resumed if it holds this dataset)."),
     seed: int = typer.Option(0, min=0, help="Seed: sample i depends only on (seed, i, options)."),
     size: int = typer.Option(270, min=8, help="Slice side in pixels (document 000: 270)."),
+    field_of_view: str = typer.Option(
+        "crop", help="crop: a size-px window of the 270 px slice, lesions at their drawn size; "
+                     "scale: the whole slice resampled to size px, lesions with it."),
     w: float = typer.Option(0.5, help="Lesion peak intensity in (0, 1] (sets the SNR)."),
     placement: str = typer.Option("brain", help="Where lesions go: brain or white_matter."),
     backgrounds: Path | None = typer.Option(
@@ -28,6 +31,8 @@ def mri_lesions_command(
     demographics: Path | None = typer.Option(
         None, help="CSV with columns subject, sex (for --lesion-free --label sex)."),
     slices_per_subject: int = typer.Option(41, min=1, help="Template slices per pseudo-subject."),
+    split_fractions: tuple[float, float, float] = typer.Option(
+        (0.6, 0.2, 0.2), help="Train, val and test shares of the subjects."),
     lesion_free: bool = typer.Option(False, help="Slices without lesions (pre-training corpus)."),
     label: str = typer.Option("slice_position",
                               help="Target of --lesion-free data: slice_position or sex."),
@@ -40,8 +45,9 @@ def mri_lesions_command(
     """
     from salbench.data import mri_lesions
 
-    params = {"size": size, "placement": placement, "backgrounds": backgrounds,
-              "demographics": demographics, "slices_per_subject": slices_per_subject}
+    params = {"size": size, "field_of_view": field_of_view, "placement": placement,
+              "backgrounds": backgrounds, "demographics": demographics,
+              "slices_per_subject": slices_per_subject, "split_fractions": split_fractions}
     if lesion_free:
         params["label"] = label
     else:
@@ -62,6 +68,9 @@ def cells_command(
     seed: int = typer.Option(0, min=0, help="Seed: sample i depends only on (seed, i, options)."),
     size: int = typer.Option(224, min=32, help="Image side in pixels (document 001: 224 or 512)."),
     shard_size: int = typer.Option(200, min=1, help="Samples per shard (document 001: 200)."),
+    split_fractions: tuple[float, float, float] = typer.Option(
+        (32 / 48, 8 / 48, 8 / 48), show_default="32/48 8/48 8/48",
+        help="Train, val and test shares of the shards (document 001: 32/8/8 shards)."),
     workers: int = typer.Option(1, min=1, help="Worker processes."),
 ) -> None:
     """Generate ten-class synthetic cell images with 0/0.4/0.9 heatmaps (document 001).
@@ -71,7 +80,8 @@ def cells_command(
     from salbench.data import cells
 
     try:
-        path = cells.write(n, out, seed=seed, size=size, shard_size=shard_size, workers=workers)
+        path = cells.write(n, out, seed=seed, size=size, shard_size=shard_size,
+                           split_fractions=split_fractions, workers=workers)
     except ValueError as err:
         fail(str(err))
     console.print(f"wrote {n} images to {path}")
@@ -100,3 +110,35 @@ def preview_command(
     except (ValueError, FileNotFoundError) as err:
         fail(str(err))
     console.print(f"wrote {target}")
+
+
+@app.command("import")
+def import_command(
+    source: Path = typer.Argument(..., help="An image folder (root/<class>/<image>, optionally "
+                                            "root/{train,val,test}/<class>/<image>) or an .npz "
+                                            "with x, y (and masks)."),
+    out: Path = typer.Option(..., "--out", help="Dataset folder to write (must not exist)."),
+    masks: Path | None = typer.Option(None, "--masks", help="Parallel mask folder "
+                                      "(masks/<class>/<stem>.png; white = relevant)."),
+    size: int | None = typer.Option(None, "--size", min=8, help="Resize images to SIZE px."),
+    channels: int = typer.Option(3, "--channels", min=1, max=3, help="3 (RGB) or 1 (grey)."),
+) -> None:
+    """Import your own images (and ground-truth masks) as a salbench dataset folder that
+    `salbench train`, `explain`, `evaluate` and `benchmark` read.
+
+    Example: salbench data import images/ --masks masks/ --out data/mine --size 128
+    """
+    from salbench.data import save
+    from salbench.data.sources import load_source
+
+    if out.exists():
+        fail(f"--out {str(out)!r} exists; choose a new folder")
+    try:
+        dataset = load_source(source, masks, size, channels)
+        save(dataset, out)
+    except (ValueError, FileNotFoundError) as err:
+        fail(str(err))
+    with_masks = int(dataset.meta["has_mask"].sum()) if "has_mask" in dataset.meta else 0
+    counts = dataset.meta["split"].value_counts().to_dict()
+    console.print(f"wrote {len(dataset)} images ({with_masks} with masks; splits {counts}) to "
+                  f"{out}")

@@ -93,12 +93,17 @@ def evaluate(
     maps: Annotated[Path, typer.Option("--maps", help="Attributions written by `salbench "
                                        "explain` (.npy + .json, or .safetensors), or a "
                                        ".safetensors/.pt holding 'a' [N, C, H, W].")],
-    data: Annotated[Path, typer.Option("--data", help="salbench dataset folder.")],
+    data: Annotated[Path, typer.Option("--data", help="Dataset: a salbench dataset folder, an "
+                                       "image folder or an .npz.")],
     metric: Annotated[list[str], typer.Option("--metric", help="A registered metric (`salbench "
                                               "metrics`); repeat for several.")],
     run: Annotated[Path, typer.Option("--run", help="Run folder whose results receive the rows.")],
-    model: Annotated[Path | None, typer.Option(
-        "--model", help="Checkpoint (.safetensors) for model-based metrics.")] = None,
+    model: Annotated[str | None, typer.Option(
+        "--model", help="Model for model-based metrics: a salbench checkpoint, a torch.save'd "
+        "module or state dict (with --arch), a TorchScript file or package.module:factory.")
+    ] = None,
+    arch: Annotated[str | None, typer.Option(
+        "--arch", help="Architecture of a state dict.")] = None,
     param: Annotated[list[str] | None, typer.Option(
         "--param", help="Metric parameter key=value, repeatable, for every --metric "
         "(e.g. --param patch=8 --param fill=inpaint-fast).")] = None,
@@ -115,7 +120,7 @@ def evaluate(
     Example: salbench evaluate --maps maps/saliency.npy --data data/mri --metric top_k_precision
     --metric pixel_flipping --model runs/m/model.safetensors --run runs/demo
     """
-    from salbench.data import load as load_dataset
+    from salbench.data.sources import load_source
     from salbench.metrics import get_metric, score
     from salbench.results import ResultStore, RunLockedError, concat, metric_rows
     from salbench.runtime import resolve_device
@@ -126,7 +131,7 @@ def evaluate(
         for spec in specs:
             spec.resolve(params)
         a, info = read_maps(maps)
-        dataset = load_dataset(data)
+        dataset = load_source(data)
         rows = dataset_rows(info, len(a), dataset)
         dev = resolve_device(device)
     except (ValueError, TypeError, FileNotFoundError) as err:
@@ -135,12 +140,12 @@ def evaluate(
     if any("model" in spec.inputs for spec in specs):
         if model is None:
             fail(f"metrics {[s.name for s in specs if 'model' in s.inputs]} need --model")
-        from salbench.models.checkpoints import load as load_model
+        from salbench.models.loading import load_model
 
         try:
-            net, _ = load_model(model, dev)
+            net = load_model(model, arch=arch, device=dev).model
         except (ValueError, OSError) as err:
-            fail(f"--model {str(model)!r}: {err}")
+            fail(str(err))
     explainers = [s.name for s in specs if s.kind in ("explainer", "map_pair", "model_pair")]
     if explainers:
         fail(f"metrics {explainers} need an explanation function or a second map; run them "
@@ -152,8 +157,13 @@ def evaluate(
     ids = dataset.meta["sample_id"].astype(str).to_numpy()[rows].tolist()
     meta = [{"true": int(t)} for t in dataset.y[rows].tolist()]
     key_text = json.dumps([str(maps.resolve()), str(data.resolve()), metric, params, method,
-                           str(model)], sort_keys=True, default=str)
+                           model, arch], sort_keys=True, default=str)
     job_key = "evaluate-" + hashlib.sha256(key_text.encode()).hexdigest()[:16]
+    for spec in specs:  # what each metric costs, before the work starts
+        cost = spec.estimate(params, tuple(x.shape[1:]), net)
+        if cost.forward:
+            typer.echo(f"{spec.name}: {cost.forward:g} model passes per image "
+                       f"({len(x)} images)")
     store = ResultStore(run)
     try:
         with store.lock():

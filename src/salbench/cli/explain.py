@@ -19,8 +19,12 @@ TARGETS = ("true", "predicted")
 
 
 def explain(
-    checkpoint: Path = typer.Argument(..., help="Model checkpoint (.safetensors)."),
-    data: Path = typer.Argument(..., help="Dataset folder written by `salbench data`."),
+    checkpoint: str = typer.Argument(..., help="Model: a salbench checkpoint, a torch.save'd "
+                                     "module or state dict (with --arch), a TorchScript file or "
+                                     "package.module:factory."),
+    data: Path = typer.Argument(..., help="Dataset: a salbench dataset folder, an image folder "
+                                "or an .npz (`salbench data import`)."),
+    arch: str | None = typer.Option(None, "--arch", help="Architecture of a state dict."),
     method: str = typer.Option("saliency", "--method", "-m", help="Method (`salbench methods`)."),
     out: Path = typer.Option(Path("maps"), help="Folder to write the maps to."),
     split: str = typer.Option("test", help="train, val, test or all."),
@@ -39,10 +43,10 @@ def explain(
 
     Example: salbench explain runs/m.safetensors data/cells --method lrp_tutorial --set epsilon=0.1
     """
-    from salbench.data import load as load_data
+    from salbench.data.sources import load_source
     from salbench.explain.registry import explain as run_method
     from salbench.explain.registry import get_method
-    from salbench.models.checkpoints import load as load_model
+    from salbench.models.loading import load_model
     from salbench.runtime import resolve_device, set_quiet, track
 
     set_quiet(quiet)
@@ -58,8 +62,8 @@ def explain(
         if target not in TARGETS:
             raise ValueError(f"--target must be one of {TARGETS}, got {target!r}")
         dev = resolve_device(device)
-        model, _ = load_model(checkpoint, device=dev)
-        dataset = load_data(data)
+        model = load_model(checkpoint, arch=arch, device=dev).model
+        dataset = load_source(data)
         if split != "all":
             dataset = dataset.split(split)
     except (ValueError, FileNotFoundError, TypeError) as err:

@@ -20,6 +20,7 @@ from typing import Literal
 
 import pandas as pd
 import typer
+import yaml
 from pydantic import Field, model_validator
 from rich.console import Console
 
@@ -63,8 +64,8 @@ class ModelSection(Config):
 
 
 class DataSection(Config):
-    """Training data: a dataset folder written by ``salbench data`` or a generator with
-    n/size/seed."""
+    """Training data: ``path`` (a dataset folder written by ``salbench data``, an image folder or
+    an .npz: ``salbench.data.sources``) or a generator with n/size/seed."""
 
     source: Literal["mri-lesions", "cells", "natural"] = "mri-lesions"
     path: str | None = None
@@ -100,9 +101,9 @@ class TrainRunConfig(Config):
 def load_data(section: DataSection):
     """The ``GroundTruthDataset`` a data section describes."""
     if section.path is not None:
-        from salbench.data import load
+        from salbench.data.sources import load_source
 
-        return load(section.path)
+        return load_source(section.path)
     if section.source == "mri-lesions":
         from salbench.data import mri_lesions
 
@@ -168,11 +169,17 @@ def _jsonable(value):
 
 
 def train(
-    config: Path = typer.Option(..., "--config", help="YAML file (model, data, preset, training)."),
-    out: Path = typer.Option(..., "--out", help="Run folder for model.safetensors and history."),
+    config: Path | None = typer.Option(None, "--config",
+                                       help="YAML file (model, data, preset, training)."),
+    out: Path | None = typer.Option(None, "--out",
+                                    help="Run folder for model.safetensors and history."),
     set_: list[str] = typer.Option([], "--set", help="Override a key: --set training.lr=0.01"),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
     quiet: bool = typer.Option(False, help="No progress bars."),
+    print_config: bool = typer.Option(False, "--print-config",
+                                      help="Print the full config (defaults, or --config with "
+                                           "--set applied, the preset's training values "
+                                           "filled in) as YAML and exit."),
 ) -> None:
     """Train one model as a YAML config says and write its checkpoint into a run folder.
 
@@ -185,9 +192,17 @@ def train(
     set_quiet(quiet)
     try:
         overrides = [*set_, *([f"training.device={device}"] if device != "auto" else [])]
-        cfg = TrainRunConfig.from_yaml(config).with_overrides(overrides)
+        base = TrainRunConfig.from_yaml(config) if config else TrainRunConfig()
+        cfg = base.with_overrides(overrides)
     except ConfigError as err:
         fail(str(err))
+    if print_config:
+        full = cfg.model_dump(mode="json")
+        full["training"] = cfg.train_config().model_dump(mode="json")
+        typer.echo(yaml.safe_dump(full, sort_keys=False), nl=False)
+        return
+    if config is None or out is None:
+        fail("give --config FILE and --out DIR (or --print-config to see a full config)")
     try:
         meta = run_training(cfg, out)
     except (ValueError, FileNotFoundError, TrainingDivergedError) as err:

@@ -22,7 +22,8 @@ from salbench.explain.gradients import seeded
 from salbench.explain.registry import explain, register
 
 
-@register("random", "salbench", "uniform random map in [0, 1) (null baseline)")
+@register("random", "salbench", "uniform random map in [0, 1) (null baseline)",
+          requires="none")
 def random_map(model: nn.Module, x: Tensor, y: Tensor, seed: int = 0) -> Tensor:
     """U[0, 1) noise ``[B, C, H, W]``; the same seed gives the same maps."""
     generator = torch.Generator(device="cpu").manual_seed(int(seed))
@@ -35,13 +36,15 @@ def _edge_map(x: Tensor, fn) -> Tensor:
     return torch.from_numpy(out).to(device=x.device, dtype=x.dtype)
 
 
-@register("sobel", "skimage", "Sobel gradient magnitude of the input (null baseline)")
+@register("sobel", "skimage", "Sobel gradient magnitude of the input (null baseline)",
+          requires="none")
 def sobel(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     """skimage ``filters.sobel`` per image and channel: sqrt((S_h² + S_v²)/2), reflect borders."""
     return _edge_map(x, filters.sobel)
 
 
-@register("laplace", "skimage", "Laplace filter response of the input (null baseline)")
+@register("laplace", "skimage", "Laplace filter response of the input (null baseline)",
+          requires="none")
 def laplace(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     """skimage ``filters.laplace`` (3×3 discrete Laplacian) per image and channel, signed."""
     return _edge_map(x, filters.laplace)

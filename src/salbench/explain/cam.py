@@ -163,9 +163,10 @@ for _kind, _summary in (
 def cam_layers(model: nn.Module) -> dict[str, str]:
     """Module names of the layer choices of document 003's table 1 in a zoo VGG or ResNet.
 
-    ``last``: the feature maps that enter the head (VGG: the last ``Conv2d`` of ``features``;
-    ResNet: ``layer4``, the last block's output, which includes the residual sum): the layer of
-    propositions 1–4. ``last_conv2d`` (ResNets only; for VGG it is ``last``): the last
+    ``last``: the feature maps that enter the head (VGG: the last ``Conv2d`` of ``features``,
+    which the surgery's heads read directly, the trailing ReLU, pooling and on VGG-BN BatchNorm
+    removed; ResNet: ``layer4``, the last block's output, which includes the residual sum): the
+    layer of propositions 1–4. ``last_conv2d`` (ResNets only; for VGG it is ``last``): the last
     ``nn.Conv2d``, inside the last block, before the residual sum. ``earlier``: one block before
     (VGG: the last ``Conv2d`` of the previous block; ResNet: ``layer3``).
     """

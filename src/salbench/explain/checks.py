@@ -36,7 +36,8 @@ class NonFiniteAttributionError(ValueError):
 
 
 def check_batch(x: object, y: object) -> tuple[Tensor, Tensor]:
-    """Validate images ``x`` float ``[B, C, H, W]`` and targets ``y`` (int or ``[B]`` integers).
+    """Validate images ``x`` float ``[B, C, H, W]``, finite, and targets ``y`` (int or ``[B]``
+    integers).
 
     Returns ``x`` detached and ``y`` as a ``long`` tensor ``[B]`` on ``x``'s device.
     """
@@ -48,6 +49,11 @@ def check_batch(x: object, y: object) -> tuple[Tensor, Tensor]:
         raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
     if x.shape[0] == 0:
         raise ValueError("x must hold at least one image, got an empty batch")
+    finite = torch.isfinite(x.detach()).flatten(1).all(1)
+    if not bool(finite.all()):
+        bad = torch.nonzero(~finite).flatten().tolist()
+        raise ValueError(f"x holds NaN or infinite values in samples {bad[:10]}; an attribution "
+                         "of a non-finite image means nothing")
     batch = x.shape[0]
     if isinstance(y, bool):
         raise TypeError("y must be an int or an integer tensor [B] of class indices, got a bool")

@@ -194,8 +194,15 @@ def gad(model: nn.Module, x: Tensor, y: Tensor, support: GADSupport | None = Non
     if base == "gad":
         raise ValueError("gad cannot use itself as its base method")
     original = explain(model, x, y, base, **(base_params or {}))
+    return gad_map(original, (explain(m, x, y, base, **(base_params or {}))
+                              for m in support.models), importance, threshold)
+
+
+def gad_map(original: Tensor, support_maps: Iterable[Tensor], importance: str = "top_fraction",
+            threshold: float = 0.5) -> Tensor:
+    """Section 4.3 on maps already computed: ``original`` kept where it and every support map
+    are important (:func:`importance_mask`), 0 elsewhere; what :func:`gad` returns."""
     keep = importance_mask(original, importance, threshold)
-    for support_model in support.models:
-        keep &= importance_mask(explain(support_model, x, y, base, **(base_params or {})),
-                                importance, threshold)
+    for a in support_maps:
+        keep &= importance_mask(a, importance, threshold)
     return original * keep

@@ -109,6 +109,16 @@ def average_ranks(s: Tensor) -> Tensor:
     return torch.empty_like(ranks_sorted).scatter_(1, order, ranks_sorted)
 
 
+def check_classes(out: Tensor, y: Tensor, name: str = "y") -> None:
+    """The model's outputs ``[N, K]`` have a class for every target in ``y``."""
+    if out.ndim != 2:
+        raise ValueError(f"the model must return class scores [N, K], got shape "
+                         f"{tuple(out.shape)}")
+    if len(y) and (int(y.max()) >= out.shape[1] or int(y.min()) < 0):
+        raise ValueError(f"{name} holds classes {int(y.min())}..{int(y.max())}, but the model has "
+                         f"{out.shape[1]} outputs (classes 0..{out.shape[1] - 1})")
+
+
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 SCORES = ("logit", "probability")
 
@@ -121,6 +131,7 @@ def target_score(score: str | ScoreFn) -> ScoreFn:
     check_choice(score, "score", SCORES)
 
     def read(out: Tensor, y: Tensor) -> Tensor:
+        check_classes(out, y)
         if score == "probability":
             out = out.softmax(-1)
         return out.gather(1, y[:, None])[:, 0]
@@ -140,6 +151,7 @@ def default_memory_budget(device: torch.device) -> int:
     return GPU_MEMORY_BUDGET if device.type == "cuda" else CPU_MEMORY_BUDGET
 
 
+SCRIPTED_ACTIVATIONS = 100  # activation bytes per input byte assumed for TorchScript models
 _BYTES: weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple, int]] = (
     weakref.WeakKeyDictionary())
 
@@ -148,10 +160,13 @@ def bytes_per_sample(model: object, x: Tensor, activation_factor: float = 1.0) -
     """Memory one input costs in a forward pass: its own bytes plus the outputs of every leaf
     module (a safe upper bound on the live activations; ``activation_factor`` scales them, e.g.
     2 for a backward pass). Measured with forward hooks on one sample, once per model and input
-    shape (cached); a plain callable that is not an ``nn.Module`` counts its input only."""
+    shape (cached); a plain callable that is not an ``nn.Module`` counts its input only, a
+    TorchScript module (no hooks) :data:`SCRIPTED_ACTIVATIONS` times its input."""
     own = x[0].numel() * x.element_size()
     if not isinstance(model, torch.nn.Module):
         return own
+    if isinstance(model, torch.jit.ScriptModule):  # no hooks: assume activations of 100 inputs
+        return own * SCRIPTED_ACTIVATIONS
     key = (tuple(x.shape[1:]), x.dtype, x.device)
     cached = _BYTES.setdefault(model, {})
     if key not in cached:

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from salbench.metrics import registry as R
-from salbench.metrics._checks import check_images, check_targets, forward_chunks
+from salbench.metrics._checks import check_classes, check_images, check_targets, forward_chunks
 from salbench.models.selection import SCORE_NAMES, classification_scores
 
 
@@ -23,9 +23,7 @@ def class_scores(model: nn.Module, x: Tensor, y: Tensor, *,
     check_targets(y, x.shape[0])
     with torch.inference_mode():
         out = forward_chunks(model, x, memory_budget)
-    if out.ndim != 2 or int(y.max()) >= out.shape[1] or int(y.min()) < 0:
-        raise ValueError(f"y holds classes {int(y.min())}..{int(y.max())}, but the model has "
-                         f"{out.shape[-1]} outputs")
+    check_classes(out, y)
     return out
 
 

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from salbench.metrics import registry as R
 from salbench.metrics._checks import (
     check_attributions,
+    check_classes,
     check_images,
     check_spatial,
     check_targets,
@@ -26,7 +27,9 @@ def conservation(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *,
     a = check_attributions(a)
     check_spatial("a", a, x)
     with torch.inference_mode():
-        logit = forward_chunks(model, x, memory_budget).gather(1, y[:, None])[:, 0].double()
+        outputs = forward_chunks(model, x, memory_budget)
+        check_classes(outputs, y)
+        logit = outputs.gather(1, y[:, None])[:, 0].double()
     flat = a.flatten(1).double()
     error = (flat.sum(1) - logit).abs() / logit.abs().clamp_min(1e-12)
     return {"conservation_error": error, "relevance_min": flat.amin(1),

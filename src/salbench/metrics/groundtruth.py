@@ -19,14 +19,23 @@ from salbench.metrics import registry as R
 from salbench.metrics._checks import (
     average_ranks,
     check_attributions,
+    check_choice,
     check_mask,
     reduce_channels,
 )
 
+RELEVANCE = ("positive", "absolute", "signed")
 
-def _prepare(a: Tensor, m: Tensor, reduce: str) -> tuple[Tensor, Tensor]:
+
+def _prepare(a: Tensor, m: Tensor, reduce: str, relevance: str = "signed"
+             ) -> tuple[Tensor, Tensor]:
     a = check_attributions(a)
+    check_choice(relevance, "relevance", RELEVANCE)
     s = reduce_channels(a, reduce)
+    if relevance == "positive":
+        s = s.clamp_min(0)
+    elif relevance == "absolute":
+        s = s.abs()
     m = check_mask(m, tuple(s.shape))
     return s.flatten(1), m.flatten(1).to(s.dtype)
 
@@ -36,34 +45,38 @@ def _rank_order(s: Tensor) -> Tensor:
     return torch.sort(s, dim=1, descending=True, stable=True).indices
 
 
-def top_k_precision(a: Tensor, m: Tensor, reduce: str = "sum") -> Tensor:
+def top_k_precision(a: Tensor, m: Tensor, reduce: str = "sum",
+                    relevance: str = "positive") -> Tensor:
     """Explanation performance of document 000, section 2.5.
 
     Take the n most intense pixels of the map, n = number of ground-truth pixels of that sample;
     precision = (number of them inside the ground truth) / n, in [0, 1]. "Most intense" is the
-    largest value after ``reduce``; use ``reduce="abs-sum"`` to rank by magnitude. Ties: stable
-    (lower row-major index first).
+    largest value after ``reduce`` and ``relevance``: ``positive`` (default) ranks the positive
+    part max(s, 0), so negative evidence never counts as intense; ``absolute`` ranks |s| (document
+    000 ranks absolute maps); ``signed`` ranks s as is. Ties: stable (lower row-major index first).
     """
-    s, m = _prepare(a, m, reduce)
+    s, m = _prepare(a, m, reduce, relevance)
     n = m.sum(1)
     hits_sorted = m.gather(1, _rank_order(s))
     rank = torch.arange(s.shape[1], device=s.device)
     return (hits_sorted * (rank[None] < n[:, None])).sum(1) / n
 
 
-def relevance_rank_accuracy(a: Tensor, m: Tensor, reduce: str = "sum") -> Tensor:
+def relevance_rank_accuracy(a: Tensor, m: Tensor, reduce: str = "sum",
+                            relevance: str = "positive") -> Tensor:
     """Relevance rank accuracy (Arras et al. 2022): share of the K highest-ranked pixels inside
     the mask, K = mask size. Identical to :func:`top_k_precision` (document 000's definition)."""
-    return top_k_precision(a, m, reduce)
+    return top_k_precision(a, m, reduce, relevance)
 
 
-def relevance_mass_accuracy(a: Tensor, m: Tensor, reduce: str = "sum") -> Tensor:
-    """Relevance mass accuracy (Arras et al. 2022): Σ_{mask} s / Σ s per sample.
-
-    Meaningful for non-negative maps (pass ``reduce="abs-sum"`` or clip first); a map with zero
-    total relevance scores 0.
+def relevance_mass_accuracy(a: Tensor, m: Tensor, reduce: str = "sum",
+                            relevance: str = "positive") -> Tensor:
+    """Relevance mass accuracy (Arras et al. 2022): Σ_{mask} s / Σ s per sample, in [0, 1] for the
+    default ``relevance="positive"`` (s = max(Σ_c a, 0): a mass fraction of positive evidence) or
+    ``"absolute"``; ``"signed"`` keeps the sign (then not a fraction: it can leave [0, 1]). A map
+    with zero total relevance scores 0.
     """
-    s, m = _prepare(a, m, reduce)
+    s, m = _prepare(a, m, reduce, relevance)
     total = s.sum(1)
     inside = (s * m).sum(1)
     safe = torch.where(total == 0, torch.ones_like(total), total)
@@ -90,11 +103,12 @@ def pointing_game(a: Tensor, m: Tensor, reduce: str = "sum", tolerance: int = 0)
     return (at_max & (mf > 0)).any(1).to(s.dtype)
 
 
-def top_k_intersection(a: Tensor, m: Tensor, k: int = 1000, reduce: str = "sum") -> Tensor:
+def top_k_intersection(a: Tensor, m: Tensor, k: int = 1000, reduce: str = "sum",
+                       relevance: str = "positive") -> Tensor:
     """Top-k intersection (Theiner et al. 2021): share of the k highest-ranked pixels inside the
     mask, (1/k) Σ_{top k} m (default k = 1000, Quantus's). Ties: stable (lower row-major index
-    first)."""
-    s, mf = _prepare(a, m, reduce)
+    first); ``relevance`` as in :func:`top_k_precision`."""
+    s, mf = _prepare(a, m, reduce, relevance)
     if not isinstance(k, int) or not 1 <= k <= s.shape[1]:
         raise ValueError(f"k must be an integer in [1, {s.shape[1]}] (pixels), got {k!r}")
     return mf.gather(1, _rank_order(s)[:, :k]).mean(1)
@@ -167,9 +181,9 @@ _register("top_k_precision", top_k_precision, "share of the n most intense pixel
           "mask, n = mask size", "document 000, section 2.5")
 _register("relevance_rank_accuracy", relevance_rank_accuracy, "= top_k_precision",
           "Arras et al. 2022")
-_register("relevance_mass_accuracy", relevance_mass_accuracy, "share of the relevance mass "
-          "inside the mask (in [0, 1] for non-negative maps)", "Arras et al. 2022",
-          R.UNBOUNDED)
+_register("relevance_mass_accuracy", relevance_mass_accuracy, "share of the (positive) relevance "
+          "mass inside the mask", "Arras et al. 2022",
+          lambda p: R.UNBOUNDED if p["relevance"] == "signed" else R.UNIT)
 _register("pointing_game", pointing_game, "1 if a maximum lies in the (dilated) mask",
           "Zhang et al. 2018")
 _register("top_k_intersection", top_k_intersection, "share of the k most intense pixels "

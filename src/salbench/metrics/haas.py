@@ -15,6 +15,7 @@ from salbench.metrics import registry as R
 from salbench.metrics._checks import (
     check_attributions,
     check_choice,
+    check_classes,
     check_images,
     check_spatial,
     check_targets,
@@ -80,7 +81,9 @@ def haas(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *,
     check_spatial("a", a, x)
     with torch.inference_mode():
         ha = heatmap_assisted_images(x, a, input_range, attribution_norm)
-        both = forward_chunks(model, torch.cat([x, ha]), memory_budget).argmax(1)
+        outputs = forward_chunks(model, torch.cat([x, ha]), memory_budget)
+        check_classes(outputs, y)
+        both = outputs.argmax(1)
         correct = (both[: len(x)] == y).to(x.dtype)
         correct_ha = (both[len(x):] == y).to(x.dtype)
         ratio = correct_ha.mean() / correct.mean() if bool(correct.any()) else torch.tensor(

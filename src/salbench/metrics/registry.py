@@ -313,13 +313,19 @@ def jsonable(params: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+UNLABELLED = ("seed", "memory_budget")
+
+
 def label(metric: str, output: str, params: Mapping[str, Any] | None = None) -> str:
     """A display name: ``metric`` (or ``metric.output`` when the output is named otherwise), with
-    the parameters that differ from the defaults in brackets, e.g. ``aopc [region=14]``."""
+    the scalar parameters that differ from the defaults in brackets, e.g. ``aopc [region=14]``
+    (lists such as an input range or layer names, seeds and memory budgets are left out)."""
     spec = get_metric(metric)
     name = metric if output == metric else f"{metric}.{output}"
     changed = {k: v for k, v in jsonable(spec.resolve(params or {})).items()
-               if k in spec.params and v != jsonable({k: spec.params[k]})[k]}
+               if k in spec.params and k not in UNLABELLED
+               and isinstance(v, (bool, int, float, str))
+               and v != jsonable({k: spec.params[k]})[k]}
     if not changed:
         return name
     text = ", ".join(f"{k}={v}" for k, v in sorted(changed.items()))

@@ -79,8 +79,18 @@ def to_table(table: str, rows: Rows | None, defaults: Mapping[str, str]) -> pa.T
                       for v in values]
         arrays.append(pa.array(values, type=field.type))
     factors = sorted(present - set(schema.names))
-    arrays += [pa.array([_factor_value(name, r.get(name)) for r in records]) for name in factors]
+    arrays += [_factor_array(name, [_factor_value(name, r.get(name)) for r in records])
+               for name in factors]
     return pa.Table.from_arrays(arrays, names=[*schema.names, *factors])
+
+
+def _factor_array(name: str, values: list) -> pa.Array:
+    """A factor column: typed when its values share a type (ints and floats are numbers); text
+    when they do not (two metrics' ``steps``: ``"square"`` and ``16``)."""
+    kinds = {type(v) for v in values if v is not None}
+    if len(kinds) > 1 and not kinds <= {int, float}:
+        values = [None if v is None else str(v) for v in values]
+    return pa.array(values)
 
 
 def _factor_value(name: str, value: Any) -> Any:
