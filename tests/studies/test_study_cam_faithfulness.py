@@ -12,11 +12,13 @@ from torch import nn
 
 from salbench.config import ConfigError
 from salbench.metrics import score
+from salbench.results import findings as F
 from salbench.results import metric_rows, query, read_results
 from salbench.runtime import JobContext, set_quiet
 from salbench.studies import cam_faithfulness as cf
-from salbench.studies.base import run_study
+from salbench.studies.base import run_findings, run_study
 from salbench.studies.cam_faithfulness import analysis as A
+from salbench.studies.cam_faithfulness import findings as cf_findings
 from salbench.studies.cam_faithfulness import grid
 from salbench.studies.jobs import data_job, load_dataset
 
@@ -218,6 +220,213 @@ def test_summary_table_means_over_sizes_and_radii():
     assert points["balanced accuracy"].tolist() == [0.5, 0.5] and len(points) == 2
 
 
+# ---------------------------------------------------------------- findings on hand-made frames
+
+FLAT, GAP = "conv_flatten_fc", "gap_fc"
+TINY, GAPS = 1e-8, ("r34-gap", "r50-gap")
+FLAT_ROW, GAP_ROW = "Conv – Flatten – Class scores", "Conv – GAP – Class scores"
+
+
+def _theory(flat_gradcam=0.3, flat_hirescam=TINY, gap_distance=TINY, gap_cam=TINY,
+            earlier=0.4, dense=0.5) -> list[dict]:
+    """cam_identities rows of two Flatten, two GAP and one untrained Dense model, with the given
+    per-image medians (the theorems' world by default)."""
+    rows = []
+    for mid, arch in (("r34-flat", "resnet34"), ("r50-flat", "resnet50")):
+        rows += _identity_rows(mid, arch, FLAT, "last", _identities(flat_gradcam, flat_gradcam,
+                                                                    flat_hirescam))
+        rows += _identity_rows(mid, arch, FLAT, "earlier", _identities(earlier, earlier, earlier))
+    for mid, arch in zip(GAPS, ("resnet34", "resnet50")):
+        values = _identities(gap_distance, TINY, TINY)
+        values |= {("CAM", "distance_to_hirescam"): gap_cam, ("CAM", "contribution_error"): TINY}
+        rows += _identity_rows(mid, arch, GAP, "last", values)
+        rows += _identity_rows(mid, arch, GAP, "earlier", _identities(earlier, earlier, earlier))
+    for choice in ("last", "earlier"):
+        rows += _identity_rows("v-dense", "vgg19", "classifier", choice,
+                               _identities(dense, dense, dense), trained=False)
+    return rows
+
+
+def _scores(accuracy: dict[str, float]) -> pd.DataFrame:
+    heads = {"r34-flat": FLAT, "r50-flat": FLAT, "v-flat": FLAT, "r34-gap": GAP, "r50-gap": GAP,
+             "v-gap": GAP}
+    return pd.DataFrame([{"model_id": m, "arch": m.split("-")[0], "head": heads[m],
+                          "metric": "classification", "output": "balanced_accuracy", "value": v}
+                         for m, v in accuracy.items()])
+
+
+def _metric_rows(model_id: str, head: str, gradcam: dict, hirescam: dict, n: int = 6
+                 ) -> list[dict]:
+    """AOPC (two heatmap sizes), max-sensitivity (two radii) and HAAS rows of one model:
+    ``gradcam`` / ``hirescam`` give each image's ``aopc``, ``sens``, ``ha`` (correct_ha, a
+    function of the image index) and ``x`` (correct_x)."""
+    rows = []
+    base = {"model_id": model_id, "arch": model_id.split("-")[0], "head": head, "trained": True}
+    for method, v in (("Grad-CAM", gradcam), ("HiResCAM", hirescam)):
+        for i in range(n):
+            common = {**base, "method": method, "sample_id": str(i)}
+            jitter = 0.01 * i
+            rows += [{**common, "metric": "aopc", "output": "aopc", "heatmap": h,
+                      "value": v["aopc"] + jitter + 0.005 * k} for k, h in enumerate(("4x4",
+                                                                                      "8x8"))]
+            rows += [{**common, "metric": "max_sensitivity", "output": "max_sensitivity",
+                      "document_radius": r, "value": v["sens"] * (1 + r) + jitter}
+                     for r in (0.05, 0.5)]
+            rows += [{**common, "metric": "haas", "output": "correct_x", "value": v["x"](i)},
+                     {**common, "metric": "haas", "output": "correct_ha", "value": v["ha"](i)}]
+    return rows
+
+
+def _always(value):
+    return lambda i: float(value)
+
+
+def _maps(aopc=0.3, sens=10.0, ha=_always(0), x=_always(1)) -> dict:
+    return {"aopc": aopc, "sens": sens, "ha": ha, "x": x}
+
+
+ACCURACY = {"r34-flat": 0.85, "r50-flat": 0.9, "v-flat": 0.95, "r34-gap": 0.82,
+            "r50-gap": 0.88, "v-gap": 0.93}
+
+
+def _world(theory=None, flat=None, gap=None, accuracy=None) -> dict[str, pd.DataFrame]:
+    """Hand-made results and summaries: ``flat(model_id) -> (gradcam, hirescam)`` maps of the
+    three Flatten models, ``gap`` those of the three GAP models (Grad-CAM = HiResCAM)."""
+    accuracy = accuracy or ACCURACY
+    flat = flat or (lambda m: (_maps(), _maps(aopc=0.35, sens=7.0)))
+    gap = gap or (lambda m: (_maps(aopc=0.2 + accuracy[m] - 0.8),) * 2)
+    rows = list(theory if theory is not None else _theory())
+    for m in ("r34-flat", "r50-flat", "v-flat"):
+        rows += _metric_rows(m, FLAT, *flat(m))
+    for m in ("r34-gap", "r50-gap", "v-gap"):
+        rows += _metric_rows(m, GAP, *gap(m))
+    return {"results": pd.DataFrame(rows), "summaries": _scores(accuracy)}
+
+
+def _findings(tables, **overrides) -> dict[str, F.Finding]:
+    config = cf.STUDY.config("tiny", [f"{k}={v}" for k, v in overrides.items()])
+    return {f.claim: f for f in cf_findings.claims(tables, config, "tiny")}
+
+
+def _one(found: dict, *words: str) -> F.Finding:
+    hits = [f for claim, f in found.items() if all(w in claim for w in words)]
+    assert len(hits) == 1, (words, list(found))
+    return hits[0]
+
+
+def test_worst_median_takes_the_least_favourable_model():
+    rng = np.random.default_rng(0)
+    groups = [np.array([1e-8, 2e-8, 3e-8]), np.array([0.2, 0.3, 0.4, np.nan])]
+    value, low, high, n = cf_findings.worst_median(groups, "max", rng)
+    assert value == pytest.approx(0.3) and 0.2 <= low <= value <= high <= 0.4 and n == 6
+    value, low, high, _ = cf_findings.worst_median(groups, "min", rng)
+    assert value == pytest.approx(2e-8) and low >= 1e-8 and high <= 3e-8
+    assert np.isnan(cf_findings.worst_median([np.array([np.nan])], "max", rng)[0])
+
+
+def test_table_1_findings_agree_with_the_theorems():
+    found = _findings(_world())
+    table1 = [f for f in found.values() if "gradients w.r.t." in f.claim]
+    assert len(table1) == 21  # 6 rows x 3 verdicts + propositions 1-3
+    assert all(f.verdict == "agrees" for f in table1), [(f.claim, f.verdict) for f in table1]
+    flatten = _one(found, FLAT_ROW, "last conv layer: yes", "HiResCAM contributes")
+    assert flatten.measured == pytest.approx(TINY) and flatten.n == 4
+    assert flatten.document == "Not equivalent; only HiResCAM contributes to the class score"
+    assert "not gated" in flatten.note and "ResNet-50" in flatten.note
+
+
+def test_table_1_findings_flip_when_an_identity_breaks_or_appears():
+    found = _findings(_world(theory=_theory(flat_gradcam=TINY, flat_hirescam=0.3,
+                                            gap_distance=0.2, gap_cam=0.2, earlier=TINY,
+                                            dense=TINY)))
+    flips = [(FLAT_ROW, "layer: yes", "Grad-CAM does not contribute"),
+             (FLAT_ROW, "layer: yes", "HiResCAM contributes"),
+             (FLAT_ROW, "layer: yes", "not equivalent"),
+             (GAP_ROW, "layer: yes", "are equivalent"), (GAP_ROW, "layer: yes", "proposition 2"),
+             (GAP_ROW, "layer: yes", "proposition 3"), (GAP_ROW, "layer: no", "HiResCAM does not"),
+             ("Dense", "layer: no", "not equivalent")]
+    for words in flips:
+        assert _one(found, *words).verdict == "disagrees", words
+    # one of two GAP models breaking the identity is enough: the worst model decides
+    theory = [r if not (r["model_id"] == "r50-gap" and r["layer_choice"] == "last"
+                        and r["method"] == "Grad-CAM" and r["output"] == "distance_to_hirescam")
+              else {**r, "value": 0.2} for r in _theory()]
+    assert _one(_findings(_world(theory=theory)), GAP_ROW, "layer: yes",
+                "are equivalent").verdict == "disagrees"
+    # a tolerance above the differences turns every difference into an identity
+    loose = _findings(_world(), **{"table1.tolerance": 0.9})
+    assert _one(loose, FLAT_ROW, "layer: yes", "Grad-CAM does not").verdict == "disagrees"
+
+
+def test_table_1_rows_missing_are_not_testable():
+    theory = [r for r in _theory() if r["head"] != "classifier"]
+    found = _findings(_world(theory=theory))
+    dense = [f for f in found.values() if "Dense" in f.claim]
+    assert len(dense) == 6 and {f.verdict for f in dense} == {"not testable here"}
+
+
+def test_gap_heads_score_both_methods_alike_or_not():
+    found = _findings(_world())
+    alike = _one(found, "score them alike")
+    assert alike.verdict == "agrees" and alike.measured == 0.0
+    skewed = _findings(_world(gap=lambda m: (_maps(), _maps(aopc=0.5, sens=20.0))))
+    assert _one(skewed, "score them alike").verdict == "disagrees"
+
+
+def test_aopc_and_sensitivity_favour_hirescam_or_not():
+    found = _findings(_world())
+    aopc = _one(found, "AOPC favours HiResCAM")
+    assert aopc.verdict == "agrees" and aopc.measured == pytest.approx(0.05) and aopc.n == 18
+    sens = _one(found, "Max-Sensitivity")
+    assert sens.verdict == "agrees" and sens.measured < 1
+    assert "lower in 6 of 6 (model, radius) cells" in sens.note
+    reverse = _findings(_world(flat=lambda m: (_maps(aopc=0.35, sens=7.0), _maps())))
+    assert _one(reverse, "AOPC favours HiResCAM").verdict == "disagrees"
+    assert _one(reverse, "Max-Sensitivity").verdict == "disagrees"
+
+
+def test_haas_below_one_and_favouring_neither():
+    half = lambda i: float(i % 2)  # noqa: E731 - half the HA images correct
+    found = _findings(_world(flat=lambda m: (_maps(ha=half), _maps(ha=half))))
+    assert _one(found, "HAAS values below 1").verdict == "agrees"
+    assert _one(found, "HAAS values below 1").measured == pytest.approx(0.5)
+    neither = _one(found, "do not favour any algorithm")
+    assert neither.verdict == "agrees" and neither.measured == 0.0
+    above = _findings(_world(flat=lambda m: (_maps(ha=_always(1), x=half),
+                                             _maps(ha=_always(1), x=half))))
+    assert _one(above, "HAAS values below 1").verdict == "disagrees"
+    favours = _findings(_world(flat=lambda m: (_maps(ha=_always(0)), _maps(ha=_always(1)))))
+    assert _one(favours, "do not favour any algorithm").verdict == "disagrees"
+
+
+def test_aopc_rises_with_balanced_accuracy_or_falls():
+    def flat(m):
+        return _maps(), _maps(aopc=0.2 + ACCURACY[m] - 0.8)
+
+    found = _findings(_world(flat=flat))
+    rising = _one(found, "higher balanced accuracy")
+    assert rising.verdict == "agrees" and rising.measured == pytest.approx(1.0) and rising.n == 6
+    falling = _findings(_world(flat=lambda m: (_maps(), _maps(aopc=1.0 - ACCURACY[m])),
+                               gap=lambda m: (_maps(aopc=1.0 - ACCURACY[m]),) * 2))
+    assert _one(falling, "higher balanced accuracy").verdict == "disagrees"
+
+
+def test_a_model_under_the_gate_makes_model_findings_not_testable():
+    found = _findings(_world(accuracy={**ACCURACY, "r50-flat": 0.5}))
+    gated = [_one(found, w) for w in ("AOPC favours HiResCAM", "Max-Sensitivity",
+                                      "HAAS values below 1", "do not favour any algorithm",
+                                      "higher balanced accuracy")]
+    assert all(f.verdict == "not testable here" for f in gated)
+    assert all("r50-flat 0.500" in f.note for f in gated)
+    # theorems are not gated; a GAP model under the gate leaves the Flatten findings testable
+    assert _one(found, FLAT_ROW, "layer: yes", "HiResCAM contributes").verdict == "agrees"
+    gap_only = _findings(_world(accuracy={**ACCURACY, "v-gap": 0.5}))
+    assert _one(gap_only, "AOPC favours HiResCAM").verdict == "agrees"
+    assert _one(gap_only, "higher balanced accuracy").verdict == "not testable here"
+    lower = _findings(_world(accuracy={**ACCURACY, "r50-flat": 0.5}), accuracy_gate=0.4)
+    assert _one(lower, "AOPC favours HiResCAM").verdict == "agrees"
+
+
 # ---------------------------------------------------------------- the grid
 
 def test_layer_names_and_scaling():
@@ -381,6 +590,28 @@ def test_report_section_has_every_table_and_figure(run):
     assert summary["balanced accuracy"].between(0, 1).all()
     assert list(summary.index) == ["ResNet-34 Flatten", "ResNet-34 GAP"]
     assert "HiResCAM has the lower mean max-sensitivity" in section.text
+
+
+def test_findings_of_the_run_cover_every_claim(run):
+    """`salbench findings RUN` for this study: every claim, a verdict each; table 1 agrees with
+    the theorems whatever the accuracy; the model findings are gated by the run's scores."""
+    run_dir, config, tables = run
+    found = [f for f in run_findings(run_dir) if f.study == cf.NAME]
+    assert len(found) == 27 and {f.scale for f in found} == {"custom"}
+    keys = {"study", "claim", "section", "document", "measured", "low", "high", "n", "verdict",
+            "scale"}
+    assert all(keys <= set(f.to_dict()) for f in found)
+    table1 = [f for f in found if "gradients w.r.t." in f.claim]
+    assert len(table1) == 21 and all(f.verdict == "agrees" for f in table1), [
+        (f.claim, f.verdict, f.measured) for f in table1 if f.verdict != "agrees"]
+    gate = cf_findings.model_gate(tables, config)
+    gated = found[22:]  # AOPC, max-sensitivity, HAAS (2), fig. 16: after table 1 and GAP
+    if gate.failing:
+        assert {f.verdict for f in gated} == {"not testable here"}
+        assert all("balanced_accuracy gate 0.8 missed" in f.note for f in gated)
+        section = cf.report_section(run_dir)
+        assert section.text.startswith("ACCURACY GATE MISSED")
+        assert section.lead_tables[0].name == "cam-gate"
 
 
 def test_rerun_skips_every_job(run):

@@ -12,13 +12,13 @@ from torch import nn
 
 from salbench.config import ConfigError
 from salbench.explain import explain
-from salbench.metrics import STANDARD, soft_five_band
+from salbench.metrics import STANDARD, channel_adjust, soft_five_band, stratify
 from salbench.models import spec_of
 from salbench.results import read_results
 from salbench.runtime import set_quiet
 from salbench.studies import cells
 from salbench.studies.base import run_study
-from salbench.studies.cells import analysis, grid
+from salbench.studies.cells import analysis, findings, grid
 from salbench.studies.cells.report import read_scores
 from salbench.studies.jobs import load_dataset, load_model, select_samples
 
@@ -145,6 +145,7 @@ def test_per_sample_table_places_samples_in_their_shards_with_class_names():
     assert table.true.tolist() == ["c0", "c3"] and table.predicted.tolist() == ["c0", "c1"]
     assert table.loc[1, "accuracy_avg"] == pytest.approx(0.1)
     assert table.loc[1, "fpr_avg"] == pytest.approx(0.7)
+    assert table.loc[1, "density_avg"] == pytest.approx(0.8)
 
 
 def test_per_class_points_group_by_the_predicted_class():
@@ -172,6 +173,202 @@ def test_channel_panels_sum_normalise_and_stratify():
     assert np.allclose(panels[3], [[1.0, 0.4], [-1.0, 0.0]])
     assert np.allclose(panels[4], [[1.0, 0.5], [-1.0, 0.0]])  # t0 = [-0.5, -0.3, 0.3, 0.5]
     assert np.allclose(panels[5], [[1.0, 1.0], [-1.0, 0.0]])  # t55: 0.4 > t2 = 0.225
+
+
+# ---------------------------------------------------------------- findings on hand-made frames
+
+METHODS = ["saliency", "input_x_gradient", "deeplift", "guided_backprop", "guided_gradcam",
+           "deconvolution", "gradient_shap", "deeplift_shap"]
+FAMILY_ARCH = {"resnet": "resnet34", "alexnet": "alexnet", "vgg": "vgg16_bn"}
+N_SAMPLES, N_BRANCHES, N_THRESHOLDS = 12, 3, 6
+
+
+def agreeing_world() -> dict:
+    """Per (family, method) the mean of every score, chosen so that every claim agrees: Saliency
+    leads recall (most on AlexNet), deconvolution has high recall, low precision and starts its
+    ROC line with many FPs, Saliency's FPR is above DeepLIFT's, ResNet's maps are the sparsest
+    and AlexNet's the densest, clamping moves AlexNet and VGG, every ROC line is poor."""
+    world = {}
+    for fam, base in (("resnet", 0.10), ("alexnet", 0.20), ("vgg", 0.15)):
+        density = {"resnet": 0.05, "alexnet": 0.20, "vgg": 0.10}[fam]
+        clamped = {"resnet": (0.51, 0.50), "alexnet": (0.70, 0.40), "vgg": (0.65, 0.45)}[fam]
+        for m in METHODS:
+            recall = {"saliency": 0.3 + base, "deconvolution": 0.2 + base}.get(m, base)
+            fpr = {"saliency": 0.3, "deeplift": 0.1, "deeplift_shap": 0.1}.get(m, 0.15)
+            world[fam, m] = {
+                "standard/recall_avg": recall,
+                "standard/precision_avg": 0.1 if m == "deconvolution" else 0.4,
+                "standard/recall_best": 0.5, "standard/precision_best": 0.5,
+                "standard/fpr_avg": fpr, "standard/density_avg": density,
+                "clamped/recall_best": clamped[0], "clamped/precision_best": clamped[1],
+                "fpr_start": 0.4 if m == "deconvolution" else 0.1, "roc_gap": 0.1}
+    return world
+
+
+def world_tables(world: dict, accuracy: dict | None = None, seed: int = 0
+                 ) -> dict[str, pd.DataFrame]:
+    """``results``, ``curves`` and ``summaries`` frames of a cells run whose per-sample values are
+    the world's means plus noise (sd 0.01); ROC lines rise from (fpr_start, fpr_start + roc_gap)
+    by 0.05 per threshold in both FPR and recall. ``accuracy``: branch id -> test accuracy
+    (default 0.9 for all)."""
+    rng = np.random.default_rng(seed)
+    results, curves = [], []
+    for (fam, method), means in world.items():
+        for b in range(N_BRANCHES):
+            common = {"study": "cells", "metric": FIVE_BAND, "model_id": f"{fam}-b{b}",
+                      "architecture": fam, "branch": b, "added_conv_layers": 0, "method": method}
+            for key, mean in means.items():
+                if "/" not in key:
+                    continue
+                schedule, output = key.split("/")
+                results += [{**common, "schedule": schedule, "output": output,
+                             "sample_id": str(k), "value": mean + rng.normal(0, 0.01)}
+                            for k in range(N_SAMPLES)]
+            for k in range(N_SAMPLES):
+                for m in range(N_THRESHOLDS):
+                    fpr = means["fpr_start"] + 0.05 * m + rng.normal(0, 0.01)
+                    for curve, value in (("fpr", fpr), ("recall", fpr + means["roc_gap"])):
+                        curves.append({**common, "schedule": "standard", "curve": curve,
+                                       "sample_id": str(k), "point": m, "value": value})
+    accuracy = accuracy or {}
+    summaries = [{"study": "cells", "model_id": f"{fam}-b{b}", "metric": "classification",
+                  "output": "accuracy", "value": accuracy.get(f"{fam}-b{b}", 0.9)}
+                 for fam in FAMILY_ARCH for b in range(N_BRANCHES)]
+    return {"results": pd.DataFrame(results), "curves": pd.DataFrame(curves),
+            "summaries": pd.DataFrame(summaries)}
+
+
+def world_config(**overrides):
+    models = {fam: {"arch": arch, "width": 0.25, "size": 128} for fam, arch in FAMILY_ARCH.items()}
+    return cells.STUDY.config("small", [f"branches={N_BRANCHES}", f"n_samples={N_SAMPLES}",
+                                        f"models={models}", *overrides])
+
+
+def verdicts(world: dict, accuracy: dict | None = None) -> dict[str, tuple[str, str]]:
+    found = findings.claims(world_tables(world, accuracy), world_config(), "small")
+    assert len(found) == len(findings.CLAIMS)
+    return {c.key: (f.verdict, f.note) for c, f in zip(findings.CLAIMS, found)}
+
+
+def change(world: dict, family: str | None, method: str | None, **values) -> dict:
+    """The world with ``values`` (keys with "__" for "/") set for the family's (every family's)
+    method (every method)."""
+    out = {k: dict(v) for k, v in world.items()}
+    for (fam, m), means in out.items():
+        if family in (None, fam) and method in (None, m):
+            means.update({k.replace("__", "/"): v for k, v in values.items()})
+    return out
+
+
+def test_every_claim_agrees_on_the_agreeing_world():
+    found = verdicts(agreeing_world())
+    assert {k: v for k, (v, _) in found.items() if v != "agrees"} == {}
+    assert "VGG = vgg16_bn for vgg16, random init" in found["resnet-sparsest"][1]
+
+
+DISAGREEING = [
+    ("saliency-alexnet-top", "vgg", "saliency", {"standard__recall_avg": 0.9}),
+    *((f"saliency-recall-{fam}", fam, "saliency", {"standard__recall_avg": 0.0})
+      for fam in FAMILY_ARCH),
+    *((f"deconvolution-recall-{fam}", fam, "deconvolution", {"standard__recall_avg": 0.0})
+      for fam in FAMILY_ARCH),
+    *((f"deconvolution-precision-{fam}", fam, "deconvolution", {"standard__precision_avg": 0.9})
+      for fam in FAMILY_ARCH),
+    *((f"saliency-fpr-{fam}", fam, "saliency", {"standard__fpr_avg": 0.0})
+      for fam in FAMILY_ARCH),
+    ("resnet-sparsest", "resnet", None, {"standard__density_avg": 0.5}),
+    ("vgg-sparser-than-alexnet", "vgg", None, {"standard__density_avg": 0.5}),
+    ("alexnet-recall-over-vgg", "vgg", None, {"standard__recall_avg": 0.6}),
+    ("clamping-alexnet-vgg", "resnet", None, {"clamped__recall_best": 0.9}),
+    ("roc-poor-region", None, None, {"roc_gap": 0.6}),
+    ("deconvolution-starts-fp", "vgg", "deconvolution", {"fpr_start": 0.0}),
+]
+
+
+@pytest.mark.parametrize("key, family, method, values", DISAGREEING,
+                         ids=[d[0] for d in DISAGREEING])
+def test_each_claim_flips_to_disagrees(key, family, method, values):
+    found = verdicts(change(agreeing_world(), family, method, **values))
+    assert found[key][0] == "disagrees", found[key]
+
+
+def test_disagreeing_worlds_cover_every_claim():
+    assert {d[0] for d in DISAGREEING} == {c.key for c in findings.CLAIMS}
+
+
+def test_roc_poor_region_is_inconclusive_or_disagrees_near_the_bound():
+    """Half the ROC lines poor: the share 0.5 sits on the bound, never a firm agreement."""
+    world = change(agreeing_world(), "resnet", None, roc_gap=0.6)
+    world = change(world, "alexnet", None, roc_gap=0.6)
+    world = change(world, "vgg", "saliency", roc_gap=0.6)
+    world = change(world, "vgg", "deeplift", roc_gap=0.6)
+    # 16 + 2 of 24 lines not poor: share 6/24.
+    assert verdicts(world)["roc-poor-region"][0] == "disagrees"
+
+
+def test_a_branch_under_the_gate_makes_its_findings_not_testable():
+    found = verdicts(agreeing_world(), accuracy={"vgg-b1": 0.5})
+    for c in findings.CLAIMS:
+        verdict, note = found[c.key]
+        if "vgg" in c.families:
+            assert verdict == "not testable here", c.key
+            assert "vgg-b1 0.500" in note
+        else:
+            assert verdict == "agrees", c.key
+
+
+def test_a_missing_method_or_architecture_is_not_testable():
+    world = {k: v for k, v in agreeing_world().items() if k[1] != "deconvolution"}
+    found = verdicts(world)
+    assert found["deconvolution-recall-vgg"][0] == "not testable here"
+    assert "deconvolution not run" in found["deconvolution-recall-vgg"][1]
+    assert found["saliency-recall-vgg"][0] == "agrees"
+    world = {k: v for k, v in agreeing_world().items() if k[0] != "resnet"}
+    found = verdicts(world)
+    assert found["resnet-sparsest"][0] == "not testable here"
+    assert found["vgg-sparser-than-alexnet"][0] == "agrees"
+
+
+def test_the_measured_values_follow_their_definitions():
+    tables = world_tables(agreeing_world())
+    found = {c.key: f for c, f in zip(findings.CLAIMS,
+                                      findings.claims(tables, world_config(), "small"))}
+    r = tables["results"]
+    std = r[r.schedule == "standard"]
+
+    def mean(fam, output, method=None, frame=std):
+        rows = frame[(frame.architecture == fam) & (frame.output == output)]
+        return rows[rows.method == method].value.mean() if method else \
+            rows.groupby("method").value.mean().mean()
+
+    density = {fam: mean(fam, "density_avg") for fam in FAMILY_ARCH}
+    assert found["resnet-sparsest"].measured == pytest.approx(
+        min(density["vgg"], density["alexnet"]) - density["resnet"])
+    recall = {m: mean("vgg", "recall_avg", m) for m in METHODS}
+    others = [v for m, v in recall.items() if m not in ("saliency", "deconvolution")]
+    assert found["deconvolution-recall-vgg"].measured == pytest.approx(
+        recall["deconvolution"] - np.mean(others))
+    assert found["saliency-recall-vgg"].measured == pytest.approx(
+        recall["saliency"] - max(v for m, v in recall.items() if m != "saliency"))
+    f = found["saliency-alexnet-top"]
+    assert f.low <= f.measured <= f.high and f.n == 3 * N_BRANCHES * N_SAMPLES
+    assert found["saliency-recall-vgg"].n == N_BRANCHES * N_SAMPLES
+
+
+def test_the_interval_counts_branch_spread():
+    """Branches that disagree widen the interval: the bootstrap resamples branches too."""
+    rng = np.random.default_rng(0)
+    tight = rng.normal(0, 0.01, (4, 30, 1))
+    spread = tight + np.array([-0.3, -0.1, 0.1, 0.3])[:, None, None]
+
+    def width(values):
+        cube = findings.Cube(tuple("abcd"), tuple(map(str, range(30))), ("m",), {"k": values})
+        _, low, high, n = findings.two_way_interval(
+            {"x": cube}, lambda d: d.point("x", "k")["m"], np.random.default_rng(1))
+        assert n == 120
+        return high - low
+
+    assert width(spread) > 10 * width(tight)
 
 
 # ---------------------------------------------------------------- a shrunken run end to end
@@ -209,7 +406,9 @@ def test_rows_for_every_model_method_schedule_output_sample(run):
     table1 = results[results.model_id != "alexnet+1"]
     assert set(table1.added_conv_layers) == {0} and set(table1.architecture) == {"alexnet"}
     assert set(results.direction[results.output == "fpr_avg"]) == {"lower"}
-    assert set(results.direction[results.output != "fpr_avg"]) == {"higher"}
+    assert set(results.direction[results.output == "density_avg"]) == {"none"}
+    higher = ~results.output.isin(["fpr_avg", "density_avg"])
+    assert set(results.direction[higher]) == {"higher"}
     values = results.value.to_numpy()
     assert np.isfinite(values).all() and (values >= 0).all() and (values <= 1).all()
 
@@ -238,6 +437,14 @@ def test_scores_are_those_of_the_predicted_class(run):
     a = explain(model, samples.x, predicted, "input_x_gradient")
     expected = soft_five_band(a, samples.masks).recall_best
     assert np.allclose(rows.loc[ids, "value"].to_numpy(), expected.numpy(), atol=1e-6)
+    # density_avg: the share of pixels in a nonzero band, one stratified map per threshold
+    h = channel_adjust(a)
+    literal = np.mean([(stratify(h, t1, t2) != 0).double().mean((1, 2)).numpy()
+                       for t1, t2 in zip(STANDARD.t1, STANDARD.t2)], axis=0)
+    density = results[(results.model_id == "alexnet-b0")
+                      & (results.method == "input_x_gradient") & (results.schedule == "standard")
+                      & (results.output == "density_avg")].set_index("sample_id")
+    assert np.allclose(density.loc[ids, "value"].to_numpy(), literal, atol=1e-9)
 
 
 def test_branches_start_from_the_base_and_differ(run):
@@ -293,6 +500,24 @@ def test_report_section(run):
     assert set(roc.n) == {config.n_samples}
     full = pd.read_csv(run_dir / "report" / "cells-per-sample-full.csv")
     assert len(full) == (config.branches + 1) * 8 * 2 * config.n_samples
+
+
+def test_findings_of_a_chance_level_run_are_not_testable(run):
+    """The shrunk run has AlexNet only, at chance: every finding is not testable, and says why."""
+    run_dir, config, _ = run
+    found = cells.STUDY.findings(run_dir, "tiny")
+    assert len(found) == len(findings.CLAIMS)
+    assert {f.verdict for f in found} == {"not testable here"}
+    alexnet_only = [f for c, f in zip(findings.CLAIMS, found) if c.families == ("alexnet",)]
+    assert alexnet_only and all("gate 0.8 missed: alexnet-b0" in f.note for f in alexnet_only)
+    assert all("no scored" in f.note for c, f in zip(findings.CLAIMS, found)
+               if "resnet" in c.families)
+    assert {"study", "claim", "section", "document", "measured", "low", "high", "n", "verdict",
+            "scale"} <= set(found[0].to_dict())
+    section = cells.report_section(run_dir)
+    gate = section.lead_tables[0].data
+    assert set(gate.index) == {"alexnet-b0", "alexnet-b1"}
+    assert (gate["passes"] == "NO — MISSED").all() and "ACCURACY GATE MISSED" in section.text
 
 
 def test_config_errors():

@@ -1,6 +1,6 @@
-"""Study ``gad`` (document 004): rows for every model × method × output × metric, RC ≤ 1 (GAD adds
-no important pixel), RS against its definition, the analysis behind tables 1-2 on hand-made
-frames, job keys, and figures 5-6."""
+"""Study ``gad`` (document 004): rows for every model × method × output × metric, RS against its
+definition, RC ≤ 1 structural on one channel only, the analysis behind tables 1-2 and the
+findings on hand-made frames (verdicts flip with the frames), job keys, and figures 5-6."""
 
 from __future__ import annotations
 
@@ -16,13 +16,15 @@ from contract import assert_rankable
 
 from salbench.config import ConfigError
 from salbench.explain import explain
-from salbench.metrics import hull_mask
+from salbench.explain.gad import importance_mask
+from salbench.metrics import complexity_ratio, hull_mask
 from salbench.report import figures
 from salbench.results import read_results
 from salbench.runtime import JobContext, set_quiet
 from salbench.studies import gad as G
 from salbench.studies.base import run_study
 from salbench.studies.gad import analysis as A
+from salbench.studies.gad import findings as GF
 from salbench.studies.gad import grid
 from salbench.studies.gad.config import METRICS, GADConfig
 from salbench.studies.jobs import load_dataset, load_model
@@ -65,15 +67,6 @@ def test_rows_for_every_model_method_output_and_metric(run):
     assert set(rows.direction[rows.metric == RS_GAD]) == {"higher"}
     assert (rows.keep == cfg.keep).all()
     assert (rows.value.dropna() >= 0).all()
-
-
-def test_gad_never_enlarges_the_important_region(run):
-    """Section 4: GAD keeps only features important in the original map, so on one-channel
-    images its hull lies inside the original's: RC <= 1 for every image, method and output."""
-    out, _ = run
-    rows = read_results(out)
-    rc = rows[rows.metric == RC].value
-    assert len(rc) and (rc <= 1 + 1e-12).all()
 
 
 def test_occlusion_sensitivity_matches_its_definition(run):
@@ -262,6 +255,12 @@ def test_config_rejects_a_pair_of_one_class():
         G.STUDY.config("tiny", ["classes=[1,1]"])
 
 
+def test_config_rejects_a_pair_the_cells_data_does_not_draw():
+    with pytest.raises(ConfigError, match="among the cells drawn"):
+        G.STUDY.config("tiny", ["classes=[0,1]"])
+    assert G.STUDY.config("tiny", ["classes=[3,0]"]).classes == [3, 0]
+
+
 def test_config_rejects_an_unknown_training_key_before_running():
     with pytest.raises(ConfigError, match="support"):
         G.STUDY.config("tiny", ["support.epoch=3"])
@@ -304,7 +303,8 @@ def test_runs_on_a_user_image_folder(tmp_path):
             cv2.imwrite(str(tmp_path / "photos" / name / f"{i}.png"), img)
     root = tmp_path / "photos"
     cfg = G.STUDY.config("tiny", [
-        f"data={{kind: folder, n: 1, size: 64, params: {{root: '{root}'}}}}", "train.epochs=1",
+        f"data={{kind: folder, n: 1, size: 64, params: {{root: '{root}'}}}}", "classes=[0,1]",
+        "train.epochs=1",
         "alphas=[0,8]", "support.epochs=1", "n_per_class=2", "gallery=1",
         "methods=[{name: saliency, label: S}]", "models=[{arch: resnet18, width: 0.125}]"])
     summaries = run_study(G.STUDY, cfg, tmp_path / "run", device="cpu")
@@ -316,6 +316,179 @@ def test_runs_on_a_user_image_folder(tmp_path):
             table1.loc[(model, f"GAD {role} (ours)"), "S"] == 4
 
 
+def test_findings_of_a_run_and_the_gate_table(run):
+    """Ten findings (tables 1-2, five methods each) from the run's rows; a model under the gate
+    makes every finding not testable, and the section's gate table says which."""
+    out, cfg = run
+    found = G.STUDY.findings(out, "tiny")
+    assert len(found) == 10 and {f.scale for f in found} == {"tiny"}
+    tables = GF.study_tables(out)
+    gate_ = GF.model_gate(tables, cfg)
+    assert set(gate_.scores) == {grid.model_id(s) for s in cfg.models}
+    if gate_.failing:
+        assert {f.verdict for f in found} == {"not testable here"}
+    section = G.STUDY.report_section(out)
+    gate_table = section.lead_tables[0]
+    assert gate_table.name == "gad-gate"
+    assert list(gate_table.data.passes) == [m not in gate_.failing for m in gate_table.data.index]
+    assert ("MISSED" in gate_table.caption) == bool(gate_.failing)
+
+
 def test_every_row_carries_the_registry_direction(run):
     """Issue 11: every row the study writes ranks correctly with no name parsing."""
     assert_rankable(run[0] if isinstance(run, tuple) else run)
+
+
+# ---------------------------------------------------------------- RC ≤ 1: structural or not
+
+def _gad_like(a_orig: torch.Tensor, supports: list[torch.Tensor], threshold: float = 0.5
+              ) -> torch.Tensor:
+    """The GAD map of section 4.3 from given maps: the original kept where it and every
+    support map are important (``salbench.explain.gad.importance_mask``)."""
+    keep = importance_mask(a_orig, "top_fraction", threshold)
+    for a in supports:
+        keep &= importance_mask(a, "top_fraction", threshold)
+    return a_orig * keep
+
+
+@pytest.mark.parametrize("channels, can_exceed", [(1, False), (3, True)])
+def test_rc_at_most_one_is_structural_only_on_one_channel(channels, can_exceed):
+    """GAD keeps features (channel elements) of the original's top half; the hulls are drawn
+    over pixels (|a| summed over channels). One channel: GAD's important pixels are a subset of
+    the original's, RC ≤ 1 by construction. Three channels: a pixel can enter GAD's top half
+    through one kept channel while the original ranks it lower by its channel sum, so RC > 1
+    happens and table 1's claim can fail."""
+    gen = torch.Generator().manual_seed(0)
+    ratios = []
+    for _ in range(60):
+        a_orig = torch.randn(4, channels, 12, 12, generator=gen)
+        supports = [a_orig + 0.7 * torch.randn(a_orig.shape, generator=gen) for _ in range(3)]
+        ratios.append(complexity_ratio(_gad_like(a_orig, supports), a_orig, keep=0.5))
+    ratios = torch.cat(ratios)
+    assert bool((ratios > 1).any()) == can_exceed
+    assert (ratios < 1).any()
+
+
+def test_default_data_has_three_channels():
+    """The defaults (and the tiny and small presets) use data on which RC ≤ 1 is not
+    structural, so table 1's claim is falsifiable."""
+    for preset in ("tiny", "small", "paper"):
+        assert G.STUDY.config(preset).data.kind == "cells"
+
+
+# ---------------------------------------------------------------- findings on hand-made frames
+
+def _tables(cfg: GADConfig, rc: dict[str, float], rs: dict[str, tuple[float, float]],
+            accuracy: float = 0.95, n_images: int = 40, seed: int = 0
+            ) -> dict[str, pd.DataFrame]:
+    """Result frames of every model of ``cfg``: per method key, RC around ``rc[key]`` and
+    (RS(GAD), RS(Sup.)) around ``rs[key]`` (log-normal noise, per model a different RS scale),
+    for both outputs; every model's test accuracy ``accuracy``."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k, spec in enumerate(cfg.models):
+        mid = grid.model_id(spec)
+        for role, output in enumerate(cfg.classes, start=1):
+            for i in range(n_images):
+                common = {"model_id": mid, "role": role, "class_index": output,
+                          "sample_id": f"s{i}"}
+                for key, value in rc.items():
+                    rows.append({**common, "method": key, "metric": RC,
+                                 "value": value * rng.lognormal(0, 0.1)})
+                for key, (gad, sup) in rs.items():
+                    scale = 10.0 ** k
+                    rows += [{**common, "method": key, "metric": RS_GAD,
+                              "value": scale * gad * rng.lognormal(0, 0.3)},
+                             {**common, "method": key, "metric": RS_SUP,
+                              "value": scale * sup * rng.lognormal(0, 0.3)}]
+    summaries = pd.DataFrame([{"model_id": grid.model_id(s), "metric": "classification",
+                               "output": "accuracy", "value": accuracy} for s in cfg.models])
+    return {"results": pd.DataFrame(rows), "summaries": summaries}
+
+
+KEYS = ["S", "D", "GxI", "GB", "IG"]
+
+
+def _verdicts(found) -> dict[tuple[str, str], str]:
+    return {(f.section.split(",")[0], f.claim.rsplit("(", 1)[1].rstrip(")")): f.verdict
+            for f in found}
+
+
+def test_findings_agree_with_frames_that_agree():
+    """RC < 1 for (nearly) every image; RS(GAD) twice RS(Sup.) for D, GxI, GB, IG; saliency's
+    RS equal for both masks."""
+    cfg = G.STUDY.config("small")
+    tables = _tables(cfg, dict.fromkeys(KEYS, 0.6),
+                     {"S": (0.1, 0.1), **dict.fromkeys(KEYS[1:], (0.2, 0.1))})
+    found = GF.claims(tables, cfg, "small")
+    assert len(found) == 10
+    assert set(_verdicts(found).values()) == {"agrees"}
+    for f in found:
+        assert f.n == 40 and f.low <= f.measured <= f.high and f.scale == "small"
+        assert "cells" in f.note and f.document
+
+
+def test_findings_disagree_with_frames_that_disagree():
+    """RC > 1 for every image; the supplementary region more influential per pixel; saliency's
+    GAD region 8 times the supplementary's."""
+    cfg = G.STUDY.config("small")
+    tables = _tables(cfg, dict.fromkeys(KEYS, 1.6),
+                     {"S": (0.8, 0.1), **dict.fromkeys(KEYS[1:], (0.1, 0.2))})
+    assert set(_verdicts(GF.claims(tables, cfg, "small")).values()) == {"disagrees"}
+
+
+def test_findings_are_inconclusive_at_the_bound():
+    """Half the images with RC < 1; RS(GAD) = RS(Sup.) up to alternating factors; saliency's
+    ratio right at the factor 2."""
+    cfg = G.STUDY.config("small")
+    tables = _tables(cfg, {"D": 1.0}, {"S": (0.2, 0.1), "D": (0.1, 0.1)}, n_images=20)
+    rows = tables["results"]
+    alternate = rows.sample_id.str[1:].astype(int) % 2 == 0
+    rows.loc[(rows.metric == RC) & alternate, "value"] = 0.5
+    rows.loc[(rows.metric == RC) & ~alternate, "value"] = 1.5
+    # D: RS(GAD) is RS(Sup.) of the same map times 1.25 or 0.8, alternately
+    sup = (rows.method == "D") & (rows.metric == RS_SUP)
+    gad = (rows.method == "D") & (rows.metric == RS_GAD)
+    factor = np.where(alternate[sup], 1.25, 0.8)
+    rows.loc[gad, "value"] = rows.loc[sup, "value"].to_numpy() * factor
+    verdicts = _verdicts(GF.claims(tables, cfg, "small"))
+    assert verdicts[("6.1", "D")] == "inconclusive"
+    assert verdicts[("6.2", "D")] == "inconclusive"
+    assert verdicts[("6.2", "S")] == "inconclusive"
+
+
+def test_a_model_under_its_gate_makes_every_finding_not_testable():
+    cfg = G.STUDY.config("small")
+    tables = _tables(cfg, dict.fromkeys(KEYS, 0.6),
+                     {"S": (0.1, 0.1), **dict.fromkeys(KEYS[1:], (0.2, 0.1))})
+    summaries = tables["summaries"]
+    summaries.loc[0, "value"] = 0.5
+    found = GF.claims(tables, cfg, "small")
+    assert {f.verdict for f in found} == {"not testable here"}
+    missing = grid.model_id(cfg.models[0])
+    assert all(f"{missing} 0.500" in f.note for f in found)
+    assert all(f.measured is not None for f in found)  # still measured, just not counted
+    assert cfg.gate_threshold == 0.80
+    passed = GF.claims(tables, cfg.model_copy(update={"accuracy_gate": 0.4}), "small")
+    assert {f.verdict for f in passed} == {"agrees"}
+
+
+def test_a_method_not_run_is_not_testable():
+    cfg = G.STUDY.config("small", ["methods=[{name: saliency, label: S}]"])
+    tables = _tables(cfg, {"S": 0.6}, {"S": (0.1, 0.1)})
+    verdicts = _verdicts(GF.claims(tables, cfg, "small"))
+    assert verdicts[("6.1", "S")] == "agrees"
+    assert verdicts[("6.1", "GB")] == verdicts[("6.2", "IG")] == "not testable here"
+
+
+def test_rs_ratio_pools_cells_geometrically_and_skips_undefined_pairs():
+    """r = geometric mean over (model, output) of mean RS(GAD) / mean RS(Sup.), means over the
+    images where both are defined."""
+    paired = pd.DataFrame({
+        "model_id": ["a", "a", "a", "b", "b"], "method": "D", "role": [1, 1, 1, 1, 1],
+        "class_index": 0, "sample_id": ["s0", "s1", "s2", "s0", "s1"],
+        "GAD": [2.0, 4.0, 9.0, 30.0, 10.0], "supplementary": [1.0, 2.0, math.nan, 10.0, 10.0]})
+    columns = GF.ratio_columns(paired)
+    assert len(columns) == 6 and len(columns[0]) == 2  # s2 has no defined pair anywhere
+    assert GF.mean_ratio(*columns) == pytest.approx(math.sqrt(2.0 * 2.0))
+    assert GF.log2_distance_from_one(*columns) == pytest.approx(1.0)

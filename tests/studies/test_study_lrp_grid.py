@@ -11,7 +11,7 @@ from contract import assert_rankable
 from torch import nn
 
 from salbench.config import ConfigError
-from salbench.explain.lrp import linear_layers
+from salbench.explain.lrp import linear_layers, relevance_by_layer
 from salbench.metrics import region_perturbation, score
 from salbench.models import build, make_explainable
 from salbench.models.surgery import ConstantPad, fold_normalisation
@@ -19,7 +19,7 @@ from salbench.results import read_results
 from salbench.runtime import JobContext, set_quiet
 from salbench.studies import lrp_grid
 from salbench.studies.base import run_study
-from salbench.studies.lrp_grid import analysis, grid
+from salbench.studies.lrp_grid import analysis, findings, grid
 from salbench.studies.lrp_grid.config import PAPER_GRID
 
 SHRUNK = [
@@ -159,9 +159,10 @@ def test_gallery_and_other_report_keys_rerun_no_grid_point():
     assert set(keys.items()) < set(extended.items())
     # A changed input of the grid points (the patch size) changes every grid key, not the model's.
     patched = grid_keys(base.with_overrides(["patch=4"]))
-    points = [label for label in keys if label not in ("lrp-grid data", "train vgg16")]
+    train = f"train {base.arch}"
+    points = [label for label in keys if label not in ("lrp-grid data", train)]
     assert len(points) == 18 and all(patched[label] != keys[label] for label in points)
-    assert patched["train vgg16"] == keys["train vgg16"]
+    assert patched[train] == keys[train]
 
 
 def test_gallery_size_reruns_no_layer_relevance(run):
@@ -205,6 +206,52 @@ def test_composites_follow_tables_4_2_and_4_3():
     method = grid.grid_method("tutorial", "vanilla", 0.5, 0.25, (0.0, 1.0))
     assert method.key == "lrp_tutorial" and method.factors == {
         "composite": "tutorial", "stabiliser": "vanilla", "first": 0.5, "second": 0.25}
+
+
+def test_composites_address_the_same_layers_of_vgg16_bn():
+    """Layer indices count conv/linear layers, so each composite range covers the same
+    convolutions on ``vgg16_bn`` as on ``vgg16`` (same order and weight shapes), and Zennit's
+    batch-norm canonizer keeps the explained logits: Σ R at the output is f_y(x) of the
+    unmodified model, which is left as found."""
+    plain, bn = (build(arch, 10, 3, 32, 0.125) for arch in ("vgg16", "vgg16_bn"))
+    shapes = [[tuple(m.weight.shape) for _, m in linear_layers(net)] for net in (plain, bn)]
+    assert shapes[0] == shapes[1] and len(shapes[1]) == 16
+    torch.manual_seed(0)
+    for m in bn.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.1, 0.1)
+    model = make_explainable(bn).eval()
+    x, y = torch.rand(3, 3, 32, 32), torch.tensor([0, 4, 9])
+    with torch.no_grad():
+        logits = model(x).gather(1, y[:, None]).flatten()
+    for composite in ("decreasing_gamma", "tutorial"):
+        method = grid.grid_method(composite, "zennit", 0.1, 0.2, (0.0, 1.0))
+        sums = relevance_by_layer(model, x, y, method.name, **method.params)
+        assert torch.allclose(sums["output"], logits, rtol=1e-4, atol=1e-5)
+        assert torch.isfinite(grid.lrp_maps(model, x, y, method)).all()
+    with torch.no_grad():
+        assert torch.equal(model(x).gather(1, y[:, None]).flatten(), logits)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 13
+
+
+def test_decreasing_gamma_layers_of_the_text():
+    """Sections 4.1.1/4.3 and the public code put γ₁ on VGG-16 modules 1–17 (layers 1–7, no
+    γ = 0.5 group); table 4.2 on 11–17 (layers 5–7) after γ = 0.5 on 2–10."""
+    table = grid.composite_spec("decreasing_gamma", 0.003, 0.007, "zennit")
+    text = grid.composite_spec("decreasing_gamma", 0.003, 0.007, "zennit",
+                               decreasing_gamma_layers="text")
+    spans = {spec_name: [(r.first, r.last, r.params.get("gamma")) for r in spec.ranges[1:]]
+             for spec_name, spec in (("table", table), ("text", text))}
+    assert spans["table"] == [(1, 4, 0.5), (5, 7, 0.003), (8, 10, 0.007), (11, None, 0.0)]
+    assert spans["text"] == [(1, 7, 0.003), (8, 10, 0.007), (11, None, 0.0)]
+    config = lrp_grid.STUDY.config("tiny", ["decreasing_gamma_layers=text"])
+    jobs = {s.name: s for s in lrp_grid.STUDY.stages(config)}["grid"].jobs
+    assert {j.config.get("layers") for j in jobs if j.config["composite"] == "decreasing_gamma"} \
+        == {"text"}
+    assert all("layers" not in j.config for j in jobs if j.config["composite"] == "tutorial")
 
 
 def test_vanilla_stabiliser_zero_denominators_are_recorded_per_sample():
@@ -404,3 +451,212 @@ def test_tiny_preset(tmp_path):
 def test_every_row_carries_the_registry_direction(run):
     """Issue 11: every row the study writes ranks correctly with no name parsing."""
     assert_rankable(run[0] if isinstance(run, tuple) else run)
+
+
+# ---------------------------------------------------------------- findings on hand-made frames
+
+FINDINGS_GRID = [0.0, 0.01, 0.07197, 0.1389, 0.5179, 1.0]
+DIRECTIONS = {"morf": "lower", "lrf": "higher", "random": "none"}
+
+
+def best_at(point: tuple[float, float], order: str):
+    """AUC that is best (lowest for MoRF, highest otherwise) at ``point``, worse with the log
+    distance from it, plus a per-image offset."""
+    def auc(first: float, second: float, i: int) -> float:
+        distance = sum(abs(np.log10(a + 1e-3) - np.log10(b + 1e-3))
+                       for a, b in zip((first, second), point))
+        sign = 1.0 if order == "morf" else -1.0
+        return 1.0 + sign * 0.1 * distance + 0.01 * i
+    return auc
+
+
+def flat(first: float, second: float, i: int) -> float:
+    return 0.5 + 0.01 * i
+
+
+def finding_rows(auc: dict, stabilisers=("zennit",), n: int = 12, finite=None, error=None,
+                 ratio: float = 0.98) -> pd.DataFrame:
+    """Result rows of every grid point: ``auc[(composite, order)](first, second, i)``, the
+    ``finite`` flag and ``conservation_error`` per (stabiliser, i), the default point's
+    ``input_ratio``."""
+    finite = finite or (lambda stabiliser, i: 1.0)
+    error = error or (lambda stabiliser, i: 0.05)
+    composites = sorted({c for c, _ in auc})
+    rows = []
+    for composite in composites:
+        for stabiliser in stabilisers:
+            common = {"composite": composite, "stabiliser": stabiliser}
+            for first in FINDINGS_GRID:
+                for second in FINDINGS_GRID:
+                    point = {**common, "first": first, "second": second}
+                    for i in range(n):
+                        sid = f"s{i}"
+                        ok = finite(stabiliser, i)
+                        rows.append({**point, "metric": "finite", "output": "finite",
+                                     "sample_id": sid, "value": ok, "direction": "higher"})
+                        if not ok:
+                            continue
+                        rows.append({**point, "metric": "conservation",
+                                     "output": "conservation_error", "sample_id": sid,
+                                     "value": error(stabiliser, i), "direction": "lower"})
+                        rows += [{**point, "metric": "region_perturbation", "output": "auc",
+                                  "order": order, "sample_id": sid,
+                                  "value": auc[(c, order)](first, second, i),
+                                  "direction": DIRECTIONS[order]}
+                                 for (c, order) in auc if c == composite]
+            rows += [{**common, "first": 0.25, "second": 0.25, "metric": "layer_conservation",
+                      "output": "input_ratio", "setting": "default", "sample_id": f"s{i}",
+                      "value": ratio + 0.001 * i, "direction": "none"} for i in range(n)]
+    return pd.DataFrame(rows)
+
+
+def agreeing_auc() -> dict:
+    """AUCs as document 002 reports them: decreasing-γ MoRF best at (0.072, 0.072), tutorial MoRF
+    best at (0.52, 0.52) and lower than decreasing-γ, LRF best at γ = 0, random flat."""
+    return {("decreasing_gamma", "morf"): best_at((0.07197, 0.07197), "morf"),
+            ("decreasing_gamma", "lrf"): best_at((0.0, 0.0), "lrf"),
+            ("decreasing_gamma", "random"): flat,
+            ("tutorial", "morf"): lambda a, b, i: best_at((0.5179, 0.5179), "morf")(a, b, i) - 0.5,
+            ("tutorial", "lrf"): lambda a, b, i: best_at((0.0, 0.5179), "lrf")(a, b, i) + 0.5,
+            ("tutorial", "random"): flat}
+
+
+def disagreeing_auc() -> dict:
+    """The opposite everywhere: optima far from the document's, random as uneven as MoRF,
+    tutorial worse than decreasing-γ."""
+    return {("decreasing_gamma", "morf"): best_at((1.0, 1.0), "morf"),
+            ("decreasing_gamma", "lrf"): best_at((1.0, 1.0), "lrf"),
+            ("decreasing_gamma", "random"): best_at((1.0, 0.0), "morf"),
+            ("tutorial", "morf"): lambda a, b, i: best_at((0.0, 0.01), "morf")(a, b, i) + 0.5,
+            ("tutorial", "lrf"): lambda a, b, i: best_at((1.0, 1.0), "lrf")(a, b, i) - 0.5,
+            ("tutorial", "random"): best_at((0.0, 1.0), "morf")}
+
+
+def run_claims(results: pd.DataFrame, accuracy: float = 0.9, overrides=()) -> dict[str, list]:
+    config = lrp_grid.STUDY.config("small", [f"grid={FINDINGS_GRID}", *overrides])
+    summaries = pd.DataFrame([{"metric": "classification", "output": "accuracy",
+                               "model_id": config.arch, "value": accuracy, "init": "none"}])
+    out: dict[str, list] = {}
+    for f in findings.claims({"results": results, "summaries": summaries}, config, "small"):
+        out.setdefault(f"{f.section} | {f.document}", []).append(f)
+    return out
+
+
+def verdicts(found: dict[str, list]) -> dict[str, list[str]]:
+    return {k: [f.verdict for f in v] for k, v in found.items()}
+
+
+OPTIMUM_CLAIMS = ["4.3, fig. 4.1a | near 0 (≤ 0.3 here)", "4.3, fig. 4.1d | 0.05 ≤ γ₁ ≤ 0.3",
+                  "4.3, fig. 4.1d | 0.01 ≤ γ₂ ≤ 0.2", "4.3, fig. 4.2a | 0.1 ≤ γ ≤ 1",
+                  "4.3, fig. 4.2a | 0.4 ≤ ε ≤ 1", "4.3, fig. 4.2a | γ > 0 better",
+                  "4.3, fig. 4.1b | γ₁ = γ₂ = 0", "4.3, fig. 4.2b | γ = 0",
+                  "4.1, 4.3, fig. 4.1c | constant", "4.1, 4.3, fig. 4.2c | constant"]
+
+
+def test_grid_claims_agree_and_flip():
+    """Every γ/ε claim of section 4.3 (figs. 4.1, 4.2, 4.6): 'agrees' on frames built as the
+    document reports, 'disagrees' on frames built the other way round."""
+    agree = verdicts(run_claims(finding_rows(agreeing_auc())))
+    disagree = verdicts(run_claims(finding_rows(disagreeing_auc())))
+    for key in [*OPTIMUM_CLAIMS, "4.3, fig. 4.6 | tutorial better"]:
+        assert agree[key] and set(agree[key]) == {"agrees"}, (key, agree[key])
+        assert set(disagree[key]) == {"disagrees"}, (key, disagree[key])
+    assert len(agree["4.3, fig. 4.6 | tutorial better"]) == 2  # MoRF and LRF
+
+
+def test_optimum_interval_is_the_bootstrap_of_the_argmin():
+    """The interval of an optimum's coordinate holds grid values: the 2.5 % / 97.5 % quantiles of
+    the argmin over resampled images; a flat MoRF contour spreads it over the grid
+    (inconclusive), a sharp one pins it."""
+    sharp = run_claims(finding_rows(agreeing_auc()))["4.3, fig. 4.1d | 0.05 ≤ γ₁ ≤ 0.3"][0]
+    assert sharp.measured == sharp.low == sharp.high == pytest.approx(0.07197)
+    assert sharp.n == 12
+    rng = np.random.default_rng(1)
+    noisy = {**agreeing_auc(), ("decreasing_gamma", "morf"):
+             lambda a, b, i: 1.0 + rng.normal(0, 0.3)}
+    found = run_claims(finding_rows(noisy))["4.3, fig. 4.1d | 0.05 ≤ γ₁ ≤ 0.3"][0]
+    assert found.verdict == "inconclusive"
+    assert found.low in FINDINGS_GRID and found.high in FINDINGS_GRID and found.low < found.high
+    assert "bootstrap optima" in found.note
+
+
+def test_stability_and_conservation_claims_flip():
+    """Fig. 2.5: vanilla's maps unstable (not finite, or ΣR off f by > 10 f) against zennit's;
+    eq. 2.2: mean |ΣR / f − 1| at the default point under 0.1."""
+    stabilisers = ("vanilla", "zennit")
+    unstable = finding_rows(agreeing_auc(), stabilisers,
+                            finite=lambda s, i: float(s != "vanilla" or i % 3 == 0),
+                            error=lambda s, i: 50.0 if s == "vanilla" else 0.05)
+    stable = finding_rows(agreeing_auc(), stabilisers, ratio=0.5,
+                          error=lambda s, i: 0.05 if s == "vanilla" else 50.0)
+    key = "2.1.4–2.1.5, fig. 2.5 | vanilla unstable, zennit stable"
+    overrides = ["stabilisers=[vanilla, zennit]"]
+    agree, disagree = (verdicts(run_claims(r, overrides=overrides)) for r in (unstable, stable))
+    assert agree[key] == ["agrees"] and disagree[key] == ["disagrees"]
+    found = run_claims(unstable, overrides=overrides)[key][0]
+    assert found.measured == pytest.approx(1.0) and found.n == 12
+    conserved = "3, eq. 2.2, fig. 3.2 | Σ R = f(x)"
+    assert agree[conserved] == ["agrees", "agrees"]
+    assert disagree[conserved] == ["disagrees", "disagrees"]
+    # Without vanilla maps the claim cannot be tested.
+    assert verdicts(run_claims(finding_rows(agreeing_auc())))[key] == ["not testable here"]
+
+
+def test_gate_miss_makes_every_claim_not_testable():
+    found = run_claims(finding_rows(agreeing_auc()), accuracy=0.4)
+    assert {f.verdict for fs in found.values() for f in fs} == {"not testable here"}
+    note = found["4.3, fig. 4.1a | near 0 (≤ 0.3 here)"][0].note
+    assert "accuracy gate 0.8 missed: " in note and " 0.400" in note
+    # The gate is a config key.
+    lowered = run_claims(finding_rows(agreeing_auc()), accuracy=0.4, overrides=["gate=0.3"])
+    assert lowered["4.3, fig. 4.1a | near 0 (≤ 0.3 here)"][0].verdict == "agrees"
+
+
+def test_range_claims_need_grid_values_inside_and_outside():
+    """A grid with nothing in [0.05, 0.3] (the tiny preset's {0, 0.01, 1}) cannot place the
+    optimum there: not testable, never a vacuous 'disagrees'."""
+    results = finding_rows(agreeing_auc())
+    coarse = results[results["first"].isin([0.0, 0.01, 1.0])
+                     & results["second"].isin([0.0, 0.01, 1.0])]
+    found = run_claims(coarse)
+    refined = found["4.3, fig. 4.1d | 0.05 ≤ γ₁ ≤ 0.3"][0]
+    assert refined.verdict == "not testable here" and "holds no value inside" in refined.note
+
+
+def test_findings_of_a_pretrained_model_have_no_gate():
+    config = lrp_grid.STUDY.config("tiny", ["folder=/tmp", "weights=imagenet",
+                                            f"grid={FINDINGS_GRID}"])
+    assert findings.model_gate(pd.DataFrame(columns=["metric", "output", "model_id", "value"]),
+                               config) is None
+    found = findings.claims({"results": finding_rows(agreeing_auc()),
+                             "summaries": pd.DataFrame(columns=["metric", "output", "model_id",
+                                                                "value"])}, config, "custom")
+    assert {f.verdict for f in found} >= {"agrees"}
+    assert all("no accuracy gate" in f.note for f in found if f.verdict != "not testable here")
+
+
+def test_bootstrap_weights_equal_a_literal_resampling_loop():
+    values = np.random.default_rng(0).normal(size=(7, 5))
+    weights = findings.bootstrap_weights(7, np.random.default_rng(3))
+    rng = np.random.default_rng(3)
+    for b in range(findings.N_BOOT):
+        idx = (rng.random(7) * 7).astype(np.intp)
+        assert np.allclose(weights[b] @ values, values[idx].mean(0))
+
+
+def test_in_range_bounds_are_inclusive():
+    assert findings.in_range(0.05, 0.3, 0.05, 0.3) == "agrees"
+    assert findings.in_range(0.0, 0.0, 0.0, 0.0) == "agrees"
+    assert findings.in_range(0.5, 1.0, 0.05, 0.3) == "disagrees"
+    assert findings.in_range(0.0, 0.01, 0.05, 0.3) == "disagrees"
+    assert findings.in_range(0.01, 0.5, 0.05, 0.3) == "inconclusive"
+    assert findings.in_range(np.nan, 0.5, 0.05, 0.3) == "not testable here"
+
+
+def test_study_registers_its_findings(run):
+    """The shrunken run (tiny: near chance) yields every claim, each 'not testable here' (gate
+    missed) or, where an ingredient is absent, with the reason."""
+    run_dir, config, _ = run
+    found = lrp_grid.STUDY.findings(run_dir, "tiny")
+    assert found and {f.study for f in found} == {"lrp-grid"}
+    assert all(f.verdict == "not testable here" and f.note for f in found)

@@ -14,6 +14,8 @@ import torch
 from contract import assert_rankable
 
 from salbench.config import ConfigError
+from salbench.data import mri_lesions
+from salbench.data.dataset import split_of_position
 from salbench.explain import log_display
 from salbench.models.checkpoints import load as load_checkpoint
 from salbench.results import ResultStore, read_results
@@ -22,6 +24,7 @@ from salbench.studies import pretraining as P
 from salbench.studies.base import run_study
 from salbench.studies.jobs import checkpoint_path
 from salbench.studies.pretraining import analysis as A
+from salbench.studies.pretraining import findings as F
 from salbench.studies.pretraining import grid as G
 from salbench.studies.pretraining.config import PretrainingConfig
 from salbench.studies.pretraining.report import display_map, report_section
@@ -58,7 +61,7 @@ def test_every_selected_model_method_and_baseline_has_scores(run):
         assert set(part.method) == methods
         assert (part.groupby("method").size() == cfg.n_explain).all()
     null = precision[precision.model_id == G.RANDOM_MODEL_ID]
-    assert set(null.method) == methods | {"sobel", "laplace"}
+    assert set(null.method) == methods | {"sobel", "laplace", "random"}
     assert precision.value.between(0, 1).all()
     assert (precision.direction == "higher").all()
     # every explain job scored the same test images (section 4.2: one common sample set)
@@ -83,7 +86,7 @@ def test_rows_carry_the_model_factors_as_columns(run):
     assert fine.null_baseline.isna().all()
     null = results[results.model_id == G.RANDOM_MODEL_ID]
     assert set(null.corpus) == {"none"}
-    assert set(null.null_baseline) == {"random model", "sobel", "laplace"}
+    assert set(null.null_baseline) == {"random model", "sobel", "laplace", "random map"}
     assert set(null.loc[null.null_baseline == "random model", "method"]) == {
         m.key for m in cfg.methods}
     pre = summaries[summaries.model_id.str.startswith("pre-")]
@@ -189,6 +192,16 @@ def test_paper_preset_is_the_documents_grid():
                                              "seed": 0, "lr": 0.038}
     for preset in ("tiny", "small"):
         P.STUDY.config(preset)  # every preset validates
+
+
+def test_paper_preset_splits_exactly_2500_2500_2500():
+    """Appendix D: 2500 fine-tuning, 2500 validation and 2500 test slices (split by subject)."""
+    data = P.STUDY.config("paper").data
+    spec = mri_lesions.make_spec(size=data.size, **data.params)
+    splits = [split_of_position(spec.backgrounds.locate(i)[0], spec.split_fractions)
+              for i in range(data.n)]
+    assert pd.Series(splits).value_counts().to_dict() == {"train": 2500, "val": 2500,
+                                                          "test": 2500}
 
 
 def test_selection_best_and_accuracy_matched_hand_case():
@@ -424,3 +437,154 @@ def test_tiny_preset_runs_end_to_end(tmp_path):
 def test_every_row_carries_the_registry_direction(run):
     """Issue 11: every row the study writes ranks correctly with no name parsing."""
     assert_rankable(run[0] if isinstance(run, tuple) else run)
+
+
+# ---------------------------------------------------------------- findings on hand-made frames
+
+DOC_METHODS = ("integrated_gradients", "gradient_shap", "lrp", "deeplift", "saliency",
+               "deconvolution", "guided_backprop", "input_x_gradient")
+DEGREES = ("1conv", "2conv", "3conv", "4conv", "all")
+
+
+WITHIN_ACCURACY = dict(zip(DEGREES, (0.80, 0.94, 0.96, 0.97, 0.98)))
+
+
+def _tables(*, spread=0.3, effect=None, slope=0.03, corr=2.0, matched_effect=0.1,
+            accuracy=None, matched_accuracy=0.92, random_excess=None, edge=0.1, random_fine=0.0,
+            images=40, test=200, seed=0) -> dict[str, pd.DataFrame]:
+    """Result frames of a run that agrees with document 000: per corpus × degree two best models
+    and one matched model.
+
+    Precision of a fine-tuned model = method base (evenly spread over ``spread``) + ``slope`` ×
+    degree index ± half the corpus effect (``effect[degree]``, within minus out, default 0.2 at
+    1conv/2conv and 0.05 above; matched models ``matched_effect``) + ``corr`` × (accuracy − 0.95)
+    + noise. Random model: chance (the random map's level, 0.05) + ``random_excess[method]``
+    (default 0.1, saliency and deconvolution 0) + ``random_fine``; edge filters at ``edge``.
+    ``accuracy[(corpus, degree)]``: the best models' test accuracy (within-domain
+    ``WITHIN_ACCURACY``, out-of-domain 0.015 higher).
+    """
+    rng = np.random.default_rng(seed)
+    effect = {d: 0.2 if d in ("1conv", "2conv") else 0.05 for d in DEGREES} | (effect or {})
+    accuracy = {(c, d): a + (0.015 if c == "out-of-domain" else 0)
+                for c in ("within-domain", "out-of-domain")
+                for d, a in WITHIN_ACCURACY.items()} | (accuracy or {})
+    random_excess = ({m: 0.0 if m in ("saliency", "deconvolution") else 0.1 for m in DOC_METHODS}
+                     | (random_excess or {}))
+    base = dict(zip(DOC_METHODS, np.linspace(0.6 - spread, 0.6, len(DOC_METHODS))))
+    ids = [f"i{k}" for k in range(images)]
+    results, summaries, predictions = [], [], []
+
+    def precision_rows(model_id, method, values, **factors):
+        return [{"study": G.NAME, "model_id": model_id, "method": method,
+                 "metric": "top_k_precision", "output": "top_k_precision", "sample_id": s,
+                 "value": float(np.clip(v, 0, 1)), "direction": "higher", **factors}
+                for s, v in zip(ids, values)]
+
+    for corpus in ("within-domain", "out-of-domain"):
+        sign = 0.5 if corpus == "within-domain" else -0.5
+        for k, degree in enumerate(DEGREES):
+            for name, best, acc in (("b0", True, accuracy[(corpus, degree)]),
+                                    ("b1", True, accuracy[(corpus, degree)] - 0.005),
+                                    ("m0", False, matched_accuracy)):
+                model_id = f"ft-{corpus}-{degree}-{name}"
+                factors = {"corpus": corpus, "degree": degree, "seed": 0, "lr": 0.01}
+                shift = sign * (effect[degree] if best else matched_effect)
+                for method in DOC_METHODS:
+                    values = (base[method] + slope * k + shift + corr * (acc - 0.95)
+                              + rng.normal(0, 0.02, images))
+                    results += precision_rows(model_id, method, values, best=best,
+                                              matched=not best, **factors)
+                summaries.append({"study": G.NAME, "model_id": model_id, "method": "",
+                                  "metric": "classification", "output": "accuracy",
+                                  "value": round(acc * test) / test, "n": test, **factors})
+                correct = rng.permutation(np.arange(test) < round(acc * test))
+                predictions += [{"study": G.NAME, "model_id": model_id, "split": "test",
+                                 "sample_id": f"t{j}", "correct": bool(ok), **factors}
+                                for j, ok in enumerate(correct)]
+    chance = 0.05 + rng.normal(0, 0.01, images)
+    null = {"corpus": "none"}
+    for method in DOC_METHODS:
+        results += precision_rows("random-init", method,
+                                  chance + random_excess[method] + random_fine
+                                  + rng.normal(0, 0.01, images),
+                                  null_baseline="random model", **null)
+    for name in ("sobel", "laplace"):
+        results += precision_rows("random-init", name, edge + rng.normal(0, 0.01, images),
+                                  null_baseline=name, **null)
+    results += precision_rows("random-init", "random", chance, null_baseline="random map", **null)
+    return {"results": pd.DataFrame(results), "summaries": pd.DataFrame(summaries),
+            "predictions": pd.DataFrame(predictions)}
+
+
+def _verdict(tables, keyword: str) -> str:
+    found = [f for f in F.claims(tables, PretrainingConfig.parse({}), "test")
+             if keyword in f.claim]
+    assert len(found) == 1, [f.claim for f in found]
+    return found[0].verdict
+
+
+def test_findings_cover_every_claim_with_a_computed_verdict():
+    found = F.claims(_tables(), PretrainingConfig.parse({}), "small")
+    assert len(found) == 14
+    assert all(f.study == "pretraining" and f.scale == "small" for f in found)
+    verdicts = {f.claim: f.verdict for f in found}
+    one_conv = next(c for c in verdicts if "here at 1conv" in c)
+    assert verdicts.pop(one_conv) == "not testable here"  # 1conv models under the gate
+    assert set(verdicts.values()) == {"agrees"}  # the hand-made run agrees with the rest
+    assert all(f.low <= f.measured <= f.high for f in found if f.claim != one_conv)
+
+
+@pytest.mark.parametrize(("keyword", "agree", "disagree"), [
+    ("differ vastly", {"spread": 0.4}, {"spread": 0.02}),
+    ("here at 2conv", {"effect": {"2conv": 0.1}}, {"effect": {"2conv": -0.1}}),
+    ("largest at few", {}, {"effect": {"2conv": 0.0, "3conv": 0.3, "4conv": 0.3, "all": 0.3}}),
+    ("generally increases", {"slope": 0.05, "corr": 0}, {"slope": -0.05, "corr": 0}),
+    ("reached accuracies above", {}, {"accuracy": {("within-domain", "3conv"): 0.8}}),
+    ("stay below 90%", {}, {"accuracy": {("within-domain", "1conv"): 0.99,
+                                         ("out-of-domain", "1conv"): 0.97}}),
+    ("ImageNet achieved higher accuracy", {},
+     {"accuracy": {("out-of-domain", d): a - 0.03 for d, a in WITHIN_ACCURACY.items()}}),
+    ("correlates with the classification", {"corr": 3.0, "slope": 0},
+     {"corr": -3.0, "slope": 0}),
+    ("controlling for classification", {"matched_effect": 0.1}, {"matched_effect": -0.1}),
+    ("seem to give a higher", {}, {"random_excess": {"deeplift": -0.04}}),
+    ("more homogeneous", {}, {"random_excess": {"saliency": 0.3}}),
+    ("edge filters", {"edge": 0.05}, {"edge": 0.9}),
+    ("same method on the random model", {}, {"random_fine": 0.6}),
+])
+def test_each_finding_flips_with_the_data(keyword, agree, disagree):
+    """Frames that agree give ``agrees``, frames that contradict give ``disagrees``: no verdict is
+    typed in."""
+    assert _verdict(_tables(**agree), keyword) == "agrees"
+    assert _verdict(_tables(**disagree), keyword) == "disagrees"
+
+
+def test_a_model_under_the_gate_makes_the_map_findings_not_testable():
+    """A best 2conv model at 0.85 test accuracy (gate 0.9): every finding pooling 2conv is not
+    testable, naming the model; the accuracy claims (the gate's subject) are still decided."""
+    tables = _tables(accuracy={("within-domain", "2conv"): 0.85})
+    found = {f.claim: f for f in F.claims(tables, PretrainingConfig.parse({}), "small")}
+    gated = [f for f in found.values() if "ft-within-domain-2conv-b0" in f.note]
+    assert len(gated) >= 6
+    assert all(f.verdict == "not testable here" and "gate 0.9 missed" in f.note for f in gated)
+    assert next(f for c, f in found.items() if "reached accuracies" in c).verdict == "disagrees"
+    assert next(f for c, f in found.items() if "seem to give" in c
+                ).verdict == "agrees"  # the random model is not gated
+
+
+def test_1conv_corpus_effect_is_gated_on_the_1conv_models():
+    """The document's 1conv models stay under 90 %: their finding is not testable, the 2conv one
+    is still decided."""
+    tables = _tables(accuracy={("within-domain", "1conv"): 0.8, ("out-of-domain", "1conv"): 0.75})
+    assert _verdict(tables, "here at 1conv") == "not testable here"
+    assert _verdict(tables, "here at 2conv") == "agrees"
+    assert _verdict(tables, "stay below 90%") == "agrees"
+
+
+def test_findings_say_not_testable_when_an_ingredient_is_absent():
+    tables = _tables()
+    results = tables["results"]
+    tables["results"] = results[results.null_baseline.isna()]  # no null baselines explained
+    found = F.claims(tables, PretrainingConfig.parse({}), "small")
+    nulls = [f for f in found if "random" in f.claim or "edge" in f.claim]
+    assert nulls and all(f.verdict == "not testable here" and f.n == 0 for f in nulls)

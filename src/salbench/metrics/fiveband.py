@@ -139,7 +139,9 @@ def five_band_score(h: Tensor, h0: Tensor, t1: float, t2: float) -> FiveBandScor
 
 class SoftFiveBand(NamedTuple):
     """Per-sample soft five-band scores; ``*_avg``/``*_best`` are ``[B]``, ``per_threshold`` holds
-    A, P, R, FPR as ``[B, M]``, ``roc_fpr``/``roc_recall`` are the M ROC points ``[M]``."""
+    A, P, R, FPR as ``[B, M]``, ``roc_fpr``/``roc_recall`` are the M ROC points ``[M]``;
+    ``density`` ``[B, M]``: the share of pixels in a nonzero band, (TP + FP) / pixels (how much
+    of the stratified map is marked; 1 − density is its sparsity)."""
 
     accuracy_avg: Tensor
     accuracy_best: Tensor
@@ -151,6 +153,7 @@ class SoftFiveBand(NamedTuple):
     per_threshold: FiveBandScores
     roc_fpr: Tensor
     roc_recall: Tensor
+    density: Tensor
 
 
 def soft_five_band_counts(h: Tensor, s0: Tensor, t1: Tensor, t2: Tensor) -> FiveBandCounts:
@@ -209,16 +212,19 @@ def soft_five_band(h: Tensor, h0: Tensor, schedule: str | FiveBandSchedule = "st
     t1 = torch.tensor(schedule.t1, dtype=h.dtype, device=h.device)
     t2 = torch.tensor(schedule.t2, dtype=h.dtype, device=h.device)
     counts = soft_five_band_counts(h, s0, t1, t2)
-    per = scores_from_counts(counts, h.shape[-2] * h.shape[-1])
+    n_pixels = h.shape[-2] * h.shape[-1]
+    per = scores_from_counts(counts, n_pixels)
+    density = (counts.tp + counts.fp).double() / n_pixels
     return SoftFiveBand(per.accuracy.mean(1), per.accuracy.amax(1),
                         per.precision.mean(1), per.precision.amax(1),
                         per.recall.mean(1), per.recall.amax(1),
-                        per.fpr, per, per.fpr.mean(0), per.recall.mean(0))
+                        per.fpr, per, per.fpr.mean(0), per.recall.mean(0), density)
 
 
 def _five_band_result(raw: SoftFiveBand, params) -> tuple[dict, dict, dict]:
     values = {name: getattr(raw, name) for name in _SCORES}
     values["fpr_avg"] = raw.fpr.mean(1)
+    values["density_avg"] = raw.density.mean(1)
     schedule = params["schedule"]
     schedule = SCHEDULES[schedule] if isinstance(schedule, str) else schedule
     m = torch.arange(len(schedule.t1), dtype=torch.float64)
@@ -235,7 +241,9 @@ R.register(
     outputs=[R.Output(name, "higher", R.UNIT, f"{name.split('_')[0]}, "
                       f"{'mean' if name.endswith('avg') else 'maximum'} over the thresholds")
              for name in _SCORES]
-    + [R.Output("fpr_avg", "lower", R.UNIT, "false-positive rate, mean over the thresholds")],
+    + [R.Output("fpr_avg", "lower", R.UNIT, "false-positive rate, mean over the thresholds"),
+       R.Output("density_avg", "none", R.UNIT, "share of pixels in a nonzero band, (TP + FP) / "
+                "pixels, mean over the thresholds (1 − sparsity)")],
     curves=FiveBandScores._fields, adapt=_five_band_result, cost=R.free, mask="levels",
     source="document 001, sections 3.3 and 4.1",
     summary="soft five-band accuracy, precision, recall and FPR against the 0/0.4/0.9 ground "

@@ -17,10 +17,12 @@ are multiplied by (high − low) / 2 so that a radius is the same fraction of th
 """
 
 from salbench.studies.base import Study, register
+from salbench.studies.cam_faithfulness import findings
 from salbench.studies.cam_faithfulness.config import PRESETS, CamFaithfulnessConfig
 from salbench.studies.cam_faithfulness.grid import NAME, stages
 from salbench.studies.cam_faithfulness.report import report_section
 
 STUDY = register(Study(NAME, "Grad-CAM vs HiResCAM: measured table 1, AOPC, max-sensitivity, "
                        "HAAS on Conv–Flatten and GAP heads (document 003)",
-                       CamFaithfulnessConfig, PRESETS, stages, report_section))
+                       CamFaithfulnessConfig, PRESETS, stages, report_section,
+                       findings=findings.findings))

@@ -14,8 +14,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-ARCH_LABELS = {"vgg16": "VGG-16", "vgg19": "VGG-19", "resnet18": "ResNet-18",
-               "resnet34": "ResNet-34", "resnet50": "ResNet-50", "alexnet": "AlexNet"}
+ARCH_LABELS = {"vgg16": "VGG-16", "vgg19": "VGG-19", "vgg16_bn": "VGG-16-BN",
+               "vgg19_bn": "VGG-19-BN", "resnet18": "ResNet-18", "resnet34": "ResNet-34",
+               "resnet50": "ResNet-50", "alexnet": "AlexNet"}
 HEAD_LABELS = {"conv_flatten_fc": "Flatten", "gap_fc": "GAP", "classifier": "Dense"}
 STRUCTURES = {"gap_fc": "Conv – GAP – Class scores",
               "conv_flatten_fc": "Conv – Flatten – Class scores",

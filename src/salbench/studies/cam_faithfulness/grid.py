@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import torch
 
@@ -24,10 +24,11 @@ from salbench.results import concat, merge_factors, metric_rows
 from salbench.runtime import Job, JobContext
 from salbench.studies.base import Stage
 from salbench.studies.cam_faithfulness.config import (
-    ARCHS,
     DOCUMENT_RANGE,
     DOCUMENT_SIZE,
+    Arch,
     CamFaithfulnessConfig,
+    initial_weights,
 )
 from salbench.studies.jobs import (
     build_model,
@@ -109,17 +110,20 @@ def method_specs(config: CamFaithfulnessConfig, arch: str, head: str) -> list[di
 def faithfulness_metrics(config: CamFaithfulnessConfig, size: int) -> list[dict]:
     """AOPC per region size (section 4.3) and max-sensitivity per table-6 row (section 4.4)."""
     lo, hi = config.input_range
+    budget = {} if config.memory_budget is None else {"memory_budget": config.memory_budget}
     metrics = []
     for r in config.aopc_regions:
         region = scaled_region(r, size)
         metrics.append({"name": "aopc", "params": {
-            "region": region, "fill": "uniform", "input_range": [lo, hi], "score": "probability",
-            "seed": config.seed}, "factors": {"region": region, "heatmap": heatmap_label(r)}})
+            "region": region, "fill": "uniform", "noise": config.aopc_noise,
+            "input_range": [lo, hi], "score": "probability", "seed": config.seed, **budget},
+            "factors": {"region": region, "heatmap": heatmap_label(r)}})
     for radius, iterations in config.sensitivity:
         applied = applied_radius(radius, config.input_range)
         metrics.append({"name": "max_sensitivity", "params": {
             "radius": applied, "n_samples": iterations, "target": "predicted",
-            "seed": config.seed}, "factors": {"radius": applied, "document_radius": radius}})
+            "seed": config.seed, **budget},
+            "factors": {"radius": applied, "document_radius": radius}})
     return metrics
 
 
@@ -138,9 +142,10 @@ def check(config: CamFaithfulnessConfig) -> None:
                           f"got {config.sensitivity}")
     if "preset" not in config.train:
         raise ConfigError("train must name a training preset, e.g. {preset: cam}")
-    unknown = sorted(set(config.train_per_arch) - set(ARCHS))
+    unknown = sorted(set(config.train_per_arch) - set(get_args(Arch)))
     if unknown:
-        raise ConfigError(f"train_per_arch keys must be architectures of {ARCHS}, got {unknown}")
+        raise ConfigError(f"train_per_arch keys must be architectures of {get_args(Arch)}, "
+                          f"got {unknown}")
 
 
 # ---------------------------------------------------------------- the study's jobs
@@ -195,8 +200,8 @@ def stages(config: CamFaithfulnessConfig) -> list[Stage]:
     data = spec.model_dump()
     models = [(arch, head) for arch in config.archs for head in config.heads]
 
-    def model_dump(arch: str, head: str) -> dict:
-        return ModelSpec(arch=arch, width=config.width, head=head).model_dump()
+    def model_dump(arch: str, head: str, weights: str | None = None) -> dict:
+        return ModelSpec(arch=arch, width=config.width, head=head, weights=weights).model_dump()
 
     def train_jobs(run_dir: Path) -> list[Job]:
         classes = load_dataset(run_dir, spec).classes
@@ -206,7 +211,8 @@ def stages(config: CamFaithfulnessConfig) -> list[Stage]:
             mid = model_id(arch, head)
             train = {**train_settings(config, arch), "monitored_classes": monitored or None}
             job = {"data": data, "seed": config.seed, "model_id": mid,
-                   "model": model_dump(arch, head), "factors": model_factors(arch, head),
+                   "model": model_dump(arch, head, initial_weights(config, arch)),
+                   "factors": model_factors(arch, head),
                    "train": train}
             if config.degree:
                 job["degree"] = config.degree

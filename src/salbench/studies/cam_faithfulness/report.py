@@ -10,8 +10,10 @@ import pandas as pd
 from salbench.models import preset, read_metadata
 from salbench.report import Figure, Section, Table, figures
 from salbench.results import read_results
+from salbench.results.findings import Gate
 from salbench.studies.cam_faithfulness import analysis
 from salbench.studies.cam_faithfulness.config import CamFaithfulnessConfig
+from salbench.studies.cam_faithfulness.findings import model_gate
 from salbench.studies.cam_faithfulness.grid import (
     NAME,
     applied_radius,
@@ -53,6 +55,27 @@ def training_table(run_dir: Path, config: CamFaithfulnessConfig,
                      "epochs run": meta.get("epochs_run", "?"),
                      "stop reason": meta.get("stop_reason", "?")})
     return pd.DataFrame(rows).set_index("model")
+
+
+def gate_table(gate: Gate, models: pd.DataFrame, labels: pd.Series) -> Table:
+    """Each trained model's test balanced accuracy against the gate; the caption names the
+    models that miss it."""
+    frame = pd.DataFrame({"balanced accuracy": pd.Series(gate.scores, dtype=float)})
+    frame["gate"] = gate.threshold
+    frame["passes"] = [m not in gate.failing for m in frame.index]
+    frame = frame.rename(index=labels).rename_axis("model")
+    if gate.failing:
+        caption = (f"ACCURACY GATE MISSED ({gate.describe()}): the AOPC, max-sensitivity and "
+                   "HAAS findings that use these models are 'not testable here'; their numbers "
+                   "below show what such models produce, not evidence for or against document "
+                   "003. Table 1's identities hold for any weights and are scored anyway.")
+    else:
+        caption = (f"Every trained model passes the accuracy gate ({gate.threshold:g} test "
+                   "balanced accuracy): its maps count in the findings.")
+    if models.empty:
+        caption = "No trained model has test scores: no finding that needs one is testable."
+    return Table(frame, caption, name="cam-gate", digits=3,
+                 bold=frame.assign(**dict.fromkeys(frame.columns, ~frame.passes)))
 
 
 def report_section(run_dir: Path) -> Section:
@@ -141,7 +164,12 @@ def report_section(run_dir: Path) -> Section:
         if counts:
             text += "\n\n" + counts
         figs += accuracy_figures(models, aopc, sens, haas, labels)
-    return Section("Grad-CAM vs HiResCAM (document 003)", text, figures=figs, tables=tables)
+    gate = model_gate({"summaries": summaries}, config)
+    if gate.failing:
+        text = (f"ACCURACY GATE MISSED: {gate.describe()} (balanced accuracy on the test set). "
+                "Findings that need these models are not testable here.\n\n" + text)
+    return Section("Grad-CAM vs HiResCAM (document 003)", text, figures=figs, tables=tables,
+                   lead_tables=[gate_table(gate, models, labels)])
 
 
 def accuracy_figures(models: pd.DataFrame, aopc: pd.DataFrame, sens: pd.DataFrame,

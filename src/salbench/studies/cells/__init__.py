@@ -9,9 +9,11 @@ scored the same way (section 4.1, appendix fig. 1). See ``docs/studies/cells.md`
 """
 
 from salbench.studies.base import Study, register
+from salbench.studies.cells import findings
 from salbench.studies.cells.config import PRESETS, CellsConfig
 from salbench.studies.cells.grid import NAME, stages
 from salbench.studies.cells.report import report_section
 
 STUDY = register(Study(NAME, "document 001: eight saliency methods on synthetic cells, soft "
-                             "five-band scores", CellsConfig, PRESETS, stages, report_section))
+                             "five-band scores", CellsConfig, PRESETS, stages, report_section,
+                       findings=findings.findings))

@@ -20,7 +20,7 @@ from salbench.metrics import STANDARD, channel_adjust, stratify
 
 FIVE_BAND = "soft_five_band"
 SCORES = ("accuracy_avg", "accuracy_best", "precision_avg", "precision_best", "recall_avg",
-          "recall_best", "fpr_avg")
+          "recall_best", "fpr_avg", "density_avg")
 BRANCH = ["architecture", "branch", "model_id"]
 
 

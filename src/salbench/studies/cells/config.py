@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, PositiveInt, field_validator
 
 from salbench.config import Config
+from salbench.models.zoo import imagenet_weights_path
 from salbench.studies.specs import MethodSpec, MetricSpec, check_training
 
 # Training presets of table 1 (salbench.models.training.PRESETS): TC and TR.
@@ -42,14 +43,19 @@ def _training(mode: str):
 
 
 class CellsModel(Config):
-    """One architecture of table 1: ``arch``, channel ``width``, image ``size``, starting
+    """One architecture of table 1: ``arch`` (the document's ``alexnet``, ``vgg16``, ``resnet34``,
+    or a stand-in of the same family that learns from scratch: ``vgg16_bn``, ``resnet18``), channel
+    ``width``, image ``size``, starting
     ``weights`` (``"imagenet"`` or a file, as the document fine-tunes torchvision's ImageNet
-    models; default random initialisation, since no weights ship) and overrides of the training
-    presets ``cells-continuous`` (TC) and ``cells-regular`` (TR)."""
+    models; default random initialisation, since no weights ship), ``imagenet_init`` (ImageNet
+    weights when the model is full width and torchvision's file is in the local cache, else
+    random initialisation: :func:`initial_weights`) and overrides of the training presets
+    ``cells-continuous`` (TC) and ``cells-regular`` (TR)."""
 
-    arch: Literal["alexnet", "vgg16", "resnet34"]
+    arch: Literal["alexnet", "vgg16", "vgg16_bn", "resnet18", "resnet34"]
     width: float = Field(1.0, gt=0, le=1)
     weights: str | None = None
+    imagenet_init: bool = False
     size: int = Field(224, ge=32)
     continuous: dict = Field(default_factory=dict)
     regular: dict = Field(default_factory=dict)
@@ -58,13 +64,26 @@ class CellsModel(Config):
     _regular = field_validator("regular")(_training(REGULAR))
 
 
+def initial_weights(model: CellsModel) -> str | None:
+    """The weights a model starts from: ``weights`` when set, else ``"imagenet"`` when
+    ``imagenet_init`` asks for it, the model is full width and the file is in the local torch
+    cache (document 001, section 3.2: torchvision's pre-trained models), else ``None`` (random)."""
+    if model.weights is not None:
+        return model.weights
+    if model.imagenet_init and model.width == 1 and imagenet_weights_path(model.arch).is_file():
+        return "imagenet"
+    return None
+
+
 class CellsConfig(Config):
     """The cells study. ``n`` samples in shards of ``shard_size`` (32/8/8 shards train/val/test,
     section 3.1); ``branches`` regular-evaluation models per architecture (section 3.2);
     ``n_samples`` evaluation samples explained per branch; ``gallery`` samples stored for
     figures 5–6 (branch 0 of each architecture); ``alexnet_added_layers``: numbers k ≥ 1 of 3×3
     conv layers added to AlexNet for the appendix-fig.-1 variants (empty: skipped), trained at
-    ``variant_width`` and ``variant_size`` with the ``variant_*`` training overrides."""
+    ``variant_width`` and ``variant_size`` with the ``variant_*`` training overrides;
+    ``accuracy_gate``: the test accuracy every branch behind a finding must reach (issue 12:
+    0.80), else the finding is not testable here."""
 
     seed: int = Field(0, ge=0)
     n: int = Field(gt=0)
@@ -82,6 +101,7 @@ class CellsConfig(Config):
     variant_size: int = Field(224, ge=32)
     variant_continuous: dict = Field(default_factory=dict)
     variant_regular: dict = Field(default_factory=dict)
+    accuracy_gate: float = Field(0.8, gt=0, le=1)
 
     _variant_continuous = field_validator("variant_continuous")(_training(CONTINUOUS))
     _variant_regular = field_validator("variant_regular")(_training(REGULAR))
@@ -110,9 +130,10 @@ PRESETS = {
     # Document 001: 48 shards of 200 (section 3.1), table 1 image sizes (ResNet 512, AlexNet and
     # VGG 224), full widths, the training presets' table-1 values, 5 branches (section 3.2), all
     # 1600 evaluation samples (section 3.3), AlexNet + 1…8 conv layers (section 4.1).
+    # ImageNet initialisation where the user has torchvision's files (section 3.2).
     "paper": {"n": 9600, "shard_size": 200, "branches": 5, "n_samples": 1600, "gallery": 8,
-              "models": {"resnet": {"arch": "resnet34", "size": 512},
-                         "alexnet": {"arch": "alexnet", "size": 224},
-                         "vgg": {"arch": "vgg16", "size": 224}},
+              "models": {"resnet": {"arch": "resnet34", "size": 512, "imagenet_init": True},
+                         "alexnet": {"arch": "alexnet", "size": 224, "imagenet_init": True},
+                         "vgg": {"arch": "vgg16", "size": 224, "imagenet_init": True}},
               "alexnet_added_layers": list(range(1, 9))},
 }

@@ -15,7 +15,13 @@ from typing import Any
 from salbench.models import ModelSpec
 from salbench.runtime import Job
 from salbench.studies.base import Stage
-from salbench.studies.cells.config import CONTINUOUS, REGULAR, CellsConfig, CellsModel
+from salbench.studies.cells.config import (
+    CONTINUOUS,
+    REGULAR,
+    CellsConfig,
+    CellsModel,
+    initial_weights,
+)
 from salbench.studies.specs import DataSpec
 
 NAME = "cells"
@@ -60,7 +66,8 @@ def _explain(config: CellsConfig, data: dict, model_id: str, factors: dict[str, 
 
 
 def _model_spec(model: CellsModel) -> dict:
-    return ModelSpec(arch=model.arch, width=model.width, weights=model.weights).model_dump()
+    return ModelSpec(arch=model.arch, width=model.width,
+                     weights=initial_weights(model)).model_dump()
 
 
 def stages(config: CellsConfig) -> list[Stage]:

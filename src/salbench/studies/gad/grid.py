@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from salbench.data import GroundTruthDataset
 from salbench.explain import GADSupport, explain, fit_gad, support_config
+from salbench.explain.gad import gad_map
 from salbench.metrics import get_metric, score
 from salbench.models import ModelSpec
 from salbench.models.training import TrainConfig
@@ -117,14 +118,16 @@ def pair_samples(dataset: GroundTruthDataset, classes: list[int], n_per_class: i
 def original_and_gad_maps(model: nn.Module, x: Tensor, targets: Tensor, method: MethodSpec,
                           support: GADSupport, importance: str, threshold: float
                           ) -> tuple[Tensor, Tensor]:
-    """The base method's map and its GAD map ``[B, C, H, W]`` for output ``targets``."""
+    """The base method's map and its GAD map ``[B, C, H, W]`` for output ``targets``: the same
+    as ``explain(model, x, targets, "gad", support=support, base=method.name, ...)``, with the
+    original map computed once for both."""
     orig, gad = [], []
     for i in range(0, len(x), EXPLAIN_BATCH):
         xb, yb = x[i:i + EXPLAIN_BATCH], targets[i:i + EXPLAIN_BATCH]
-        orig.append(explain(model, xb, yb, method.name, **method.params))
-        gad.append(explain(model, xb, yb, "gad", support=support, base=method.name,
-                           base_params=dict(method.params), importance=importance,
-                           threshold=threshold))
+        original = explain(model, xb, yb, method.name, **method.params)
+        orig.append(original)
+        gad.append(gad_map(original, (explain(m, xb, yb, method.name, **method.params)
+                                      for m in support.models), importance, threshold))
     return torch.cat(orig), torch.cat(gad)
 
 

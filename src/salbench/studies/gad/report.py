@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from salbench.metrics import hull_mask
 from salbench.report import Figure, GalleryItem, Section, Table, figures, load_gallery_item
 from salbench.report.gallery import gallery_files
-from salbench.results import read_results
+from salbench.results.findings import Gate
 from salbench.studies.gad import analysis
 from salbench.studies.gad.config import GADConfig
+from salbench.studies.gad.findings import model_gate, study_tables
 from salbench.studies.gad.grid import NAME, gad_label
 
 ORIGINAL_COLOR, GAD_COLOR = "red", "lime"  # section 6.4: original hulls red, GAD hulls green
@@ -57,13 +59,30 @@ def hulls_figure(items: list[GalleryItem], methods: list[str], model: str, keep:
         title=f"{model}: convex hulls, original (red) and GAD (green)")
 
 
+def gate_table(gate: Gate) -> Table:
+    """The models' test accuracy against the gate; the caption names the models that miss it."""
+    frame = pd.DataFrame({"test accuracy": pd.Series(gate.scores, dtype=float)})
+    frame.index.name = "model"
+    frame["gate"] = gate.threshold
+    frame["passes"] = [m not in gate.failing for m in frame.index]
+    if gate.failing:
+        caption = (f"ACCURACY GATE MISSED ({gate.describe()}): the maps of these models do not "
+                   "count; every finding is 'not testable here' and the tables below show "
+                   "what models at chance produce, not evidence for or against document 004.")
+    else:
+        caption = (f"Every model passes the accuracy gate ({gate.threshold:g} test accuracy): "
+                   "its maps count in the findings.")
+    return Table(frame, caption, name="gad-gate", digits=3,
+                 bold=frame.assign(**dict.fromkeys(frame.columns, ~frame.passes)))
+
+
 def report_section(run_dir: Path) -> Section:
     """Tables 1-2 and figures 5-6 of document 004 from the run's results and gallery."""
     run_dir = Path(run_dir)
     cfg = GADConfig.from_yaml(run_dir / "config.yaml")
     methods = [m.key for m in cfg.methods]
-    results = read_results(run_dir, "results")
-    results = results[results.study == NAME]
+    tables = study_tables(run_dir)
+    results = tables["results"]
     counts = analysis.complexity_counts(results)
     means = analysis.sensitivity_means(results)
     comparison = analysis.sensitivity_comparison(analysis.paired_sensitivity(results))
@@ -76,7 +95,7 @@ def report_section(run_dir: Path) -> Section:
         "N_a(I·(1−M))| / ΣM for the GAD hull and the supplementary mask M_Orig − M_GAD.\n\n"
         f"Class pair {cfg.classes} of {cfg.data.kind}; images scored per model: "
         + ", ".join(f"{m} {n}" for m, n in n_images.items()) + ".")
-    tables = [
+    section_tables = [
         Table(analysis.complexity_table(counts, methods),
               "Images where the original (Orig.r, RC ≥ 1) or GAD (GAD r, RC < 1) has the "
               "smaller important area, maps of output r (document 004, table 1).",
@@ -105,4 +124,5 @@ def report_section(run_dir: Path) -> Section:
                                       "(document 004, fig. 6).",
                                       name=f"gad-fig6-{model}", embed="png"))
     return Section("Gradient Artificial Distancing (document 004)", text,
-                   figures=section_figures, tables=tables)
+                   figures=section_figures, tables=section_tables,
+                   lead_tables=[gate_table(model_gate(tables, cfg))])

@@ -25,12 +25,14 @@ from salbench.data.folders import load_folder
 from salbench.explain import (
     CompositeSpec,
     NonFiniteAttributionError,
+    RuleRange,
     decreasing_gamma_ranges,
     tutorial_ranges,
 )
 from salbench.metrics import score
 from salbench.models import build, make_explainable
 from salbench.models.surgery import fold_normalisation
+from salbench.models.zoo import imagenet_weights_path
 from salbench.report import save_gallery_item
 from salbench.results import concat, merge_factors, metric_rows, read_results
 from salbench.runtime import Job, JobContext
@@ -43,20 +45,39 @@ from salbench.studies.specs import MethodSpec, MetricSpec
 NAME = "lrp-grid"
 JOBS = "salbench.studies.jobs:{}"
 OWN = "salbench.studies.lrp_grid.grid:{}"
-MODEL_ID = "vgg16"
 IMAGENET_CLASSES = 1000
 
 
 # ---------------------------------------------------------------- composites
 
+def decreasing_gamma_grid_ranges(first: float, second: float,
+                                 layers: str = "table") -> list[RuleRange]:
+    """Decreasing-γ with its two grid axes, in layer indices (conv/linear layers in order, 0 the
+    pixels): ``table`` (table 4.2) γ = 0.5 on modules 2–10 (layers 1–4), γ₁ = ``first`` on
+    11–17 (5–7), γ₂ = ``second`` on 18–24 (8–10), γ = 0 from 25 (11–); ``text`` (sections 4.1.1
+    and 4.3, "layers 1-17 and 18-24", and the public code's rule map) γ₁ on modules 1–17
+    (layers 1–7) instead, no γ = 0.5 group."""
+    if layers == "table":
+        return decreasing_gamma_ranges((0.5, first, second, 0.0))
+    if layers != "text":
+        raise ValueError(f"layers must be 'table' or 'text', got {layers!r}")
+    return [RuleRange(first=0, last=0, rule="zbox"),
+            RuleRange(first=1, last=7, rule="gamma", params={"gamma": first}),
+            RuleRange(first=8, last=10, rule="gamma", params={"gamma": second}),
+            RuleRange(first=11, last=None, rule="gamma", params={"gamma": 0.0})]
+
+
 def composite_spec(composite: str, first: float, second: float, stabiliser: str,
-                   input_range: tuple[float, float] = (0.0, 1.0)) -> CompositeSpec:
-    """The layer-index composite of a grid point: decreasing-γ (table 4.2) with γ₁ = ``first``
-    on modules 11–17 and γ₂ = ``second`` on 18–24, or the tutorial composite (table 4.3) with
-    γ = ``first`` and ε = ``second``. z^B's bounds are the input domain (the public code's
-    normalise(0) and normalise(1)), not each image's extremes."""
+                   input_range: tuple[float, float] = (0.0, 1.0),
+                   decreasing_gamma_layers: str = "table") -> CompositeSpec:
+    """The layer-index composite of a grid point: decreasing-γ (table 4.2, or the text's layers:
+    :func:`decreasing_gamma_grid_ranges`) with γ₁ = ``first`` and γ₂ = ``second``, or the
+    tutorial composite (table 4.3) with γ = ``first`` on modules 1–16 and ε = ``second`` on
+    17–30. z^B's bounds are the input domain (the public code's normalise(0) and normalise(1)),
+    not each image's extremes. Layer indices count conv/linear layers, so they address the same
+    layers of ``vgg16_bn`` (whose batch norms the canonizer merges into them)."""
     if composite == "decreasing_gamma":
-        ranges = decreasing_gamma_ranges((0.5, first, second, 0.0))
+        ranges = decreasing_gamma_grid_ranges(first, second, decreasing_gamma_layers)
     elif composite == "tutorial":
         ranges = tutorial_ranges(gamma=first, epsilon=second)
     else:
@@ -67,10 +88,12 @@ def composite_spec(composite: str, first: float, second: float, stabiliser: str,
 
 
 def grid_method(composite: str, stabiliser: str, first: float, second: float,
-                input_range: tuple[float, float]) -> MethodSpec:
+                input_range: tuple[float, float],
+                decreasing_gamma_layers: str = "table") -> MethodSpec:
     """The ``lrp_composite`` method of a grid point, stored as ``lrp_<composite>`` with the
     factors composite, stabiliser, first and second."""
-    spec = composite_spec(composite, first, second, stabiliser, tuple(input_range))
+    spec = composite_spec(composite, first, second, stabiliser, tuple(input_range),
+                          decreasing_gamma_layers)
     return MethodSpec(name="lrp_composite", params={"composite": spec.model_dump()},
                       label=f"lrp_{composite}",
                       factors={"composite": composite, "stabiliser": stabiliser,
@@ -129,7 +152,7 @@ def samples_and_model(config: dict, ctx: JobContext) -> Explained:
     if "folder" in config:
         source = config["folder"]
         pool = load_folder(source["root"], size=source["size"])
-        model = build("vgg16", num_classes=IMAGENET_CLASSES, weights=source["weights"],
+        model = build(source["arch"], num_classes=IMAGENET_CLASSES, weights=source["weights"],
                       input_size=source["size"])
         model = make_explainable(fold_normalisation(model)).to(ctx.device).eval()
     else:
@@ -151,10 +174,10 @@ def job_inputs(config: LrpGridConfig) -> dict[str, Any]:
     the input domain and the seed."""
     if config.folder is not None:
         source = {"folder": {"root": config.folder, "size": config.data.size,
-                             "weights": config.weights}}
+                             "arch": config.arch, "weights": config.weights}}
     else:
         source = {"data": data_spec(config)}
-    return {**source, "model_id": MODEL_ID, "seed": config.seed,
+    return {**source, "model_id": config.arch, "seed": config.seed,
             "samples": {"explain_class": config.explain_class, "n": config.n_samples,
                         "target_index": config.target_index},
             "input_range": list(config.input_range)}
@@ -177,6 +200,20 @@ def grid_metrics(config: LrpGridConfig) -> list[MetricSpec]:
                    factors={"order": sort}) for sort in config.sorts]
 
 
+def imagenet_init(config: LrpGridConfig) -> bool:
+    """Whether the trained VGG-16 starts from torchvision's ImageNet weights: asked for
+    (``imagenet_init``), full width, and the file in the local torch cache."""
+    return (config.imagenet_init and config.width == 1.0
+            and imagenet_weights_path(config.arch).is_file())
+
+
+def composite_inputs(config: LrpGridConfig, composite: str) -> dict[str, Any]:
+    """The composite of a job and, for decreasing-γ, which layers its first axis covers."""
+    if composite == "decreasing_gamma":
+        return {"composite": composite, "layers": config.decreasing_gamma_layers}
+    return {"composite": composite}
+
+
 def stages(config: LrpGridConfig) -> list[Stage]:
     """data → train (embedded data only) → grid → layer relevance and gallery at the optima."""
     out = []
@@ -184,15 +221,18 @@ def stages(config: LrpGridConfig) -> list[Stage]:
         data = data_spec(config)
         out.append(Stage("data", [Job(JOBS.format("data_job"), {"data": data}, study=NAME,
                                       label="lrp-grid data")]))
+        init = "imagenet" if imagenet_init(config) else "none"
+        model = {"arch": config.arch, "width": config.width,
+                 **({"weights": "imagenet"} if init == "imagenet" else {})}
         out.append(Stage("train VGG-16", [Job(JOBS.format("train_job"), {
-            "data": data, "seed": config.seed, "model_id": MODEL_ID,
-            "model": {"arch": "vgg16", "width": config.width}, "train": config.train},
-            study=NAME, label=f"train {MODEL_ID}")]))
+            "data": data, "seed": config.seed, "model_id": config.arch, "model": model,
+            "train": config.train, "factors": {"init": init}},
+            study=NAME, label=f"train {config.arch}")]))
     inputs = job_inputs(config)
     metrics = [m.model_dump() for m in grid_metrics(config)]
     grid = [Job(OWN.format("grid_point_job"), {
-        **inputs, "composite": composite, "stabiliser": stabiliser, "first": first,
-        "second": second, "metrics": metrics},
+        **inputs, **composite_inputs(config, composite), "stabiliser": stabiliser,
+        "first": first, "second": second, "metrics": metrics},
         study=NAME, label=f"{composite} {stabiliser} {first:g} {second:g}")
         for composite in config.composites for stabiliser in config.stabilisers
         for first in config.grid for second in config.grid]
@@ -213,8 +253,8 @@ def optimal_jobs(run_dir: Path, config: LrpGridConfig) -> list[Job]:
         points = {"default": list(DEFAULTS[composite])}
         points |= {f"best {SORT_LABELS[r.order]}": [float(r.first), float(r.second)]
                    for r in part.itertuples()}
-        point_inputs = {**inputs, "composite": composite, "stabiliser": stabiliser,
-                        "points": points}
+        point_inputs = {**inputs, **composite_inputs(config, composite),
+                        "stabiliser": stabiliser, "points": points}
         jobs.append(Job(OWN.format("layer_relevance_job"), point_inputs, study=NAME,
                         label=f"layer relevance {composite} {stabiliser}"))
         if config.gallery:
@@ -232,7 +272,7 @@ def grid_point_job(config: dict, ctx: JobContext) -> dict[str, list[dict]]:
     AUC and curves per order; document 002, sections 3–4)."""
     ex = samples_and_model(config, ctx)
     method = grid_method(config["composite"], config["stabiliser"], config["first"],
-                         config["second"], config["input_range"])
+                         config["second"], config["input_range"], config.get("layers", "table"))
     a = lrp_maps(ex.model, ex.x, ex.y, method)
     common = {"dataset": ex.dataset, "model_id": ex.model_id, "method": method.key,
               "method_params": method.params}
@@ -260,7 +300,7 @@ def layer_relevance_job(config: dict, ctx: JobContext) -> dict[str, list[dict]]:
     parts = []
     for setting, (first, second) in config["points"].items():
         method = grid_method(config["composite"], config["stabiliser"], first, second,
-                             config["input_range"])
+                             config["input_range"], config.get("layers", "table"))
         result = score("layer_conservation", model=ex.model, x=ex.x, y=ex.y,
                        lrp_method=method.name, lrp_params=method.params)
         parts.append(metric_rows(result, dataset=ex.dataset, model_id=ex.model_id,
@@ -278,7 +318,8 @@ def optimal_gallery_job(config: dict, ctx: JobContext) -> None:
     composite, stabiliser = config["composite"], config["stabiliser"]
     maps = {}
     for setting, (first, second) in config["points"].items():
-        method = grid_method(composite, stabiliser, first, second, config["input_range"])
+        method = grid_method(composite, stabiliser, first, second, config["input_range"],
+                             config.get("layers", "table"))
         a = lrp_maps(ex.model, ex.x[:n], ex.y[:n], method)
         maps[f"{setting} ({first:.3g}, {second:.3g})"] = torch.nan_to_num(a, nan=0.0).cpu()
     for i in range(n):

@@ -12,7 +12,8 @@ from salbench.report import Figure, Section, Table, figures, load_gallery_item
 from salbench.report.gallery import gallery_files
 from salbench.results import read_results
 from salbench.studies.lrp_grid import analysis
-from salbench.studies.lrp_grid.config import SORT_LABELS
+from salbench.studies.lrp_grid.config import SORT_LABELS, LrpGridConfig
+from salbench.studies.lrp_grid.findings import model_gate
 from salbench.studies.lrp_grid.grid import NAME
 
 TEXT = ("A VGG-16 is explained with two layer-index composites whose two free hyperparameters "
@@ -23,8 +24,9 @@ TEXT = ("A VGG-16 is explained with two layer-index composites whose two free hy
         "all gray) in the MoRF, LRF and random orders, summarised by the area under the "
         "perturbation curve (AUC; lower is better for MoRF, higher for LRF). The explained class "
         "is the ground-truth class (section 3).")
-AXES = {"decreasing_gamma": ("γ, VGG-16 modules 11–17", "γ, VGG-16 modules 18–24"),
-        "tutorial": ("γ, VGG-16 modules 1–16", "ε, VGG-16 modules 17–30")}
+AXES = {("decreasing_gamma", "table"): ("γ, VGG-16 modules 11–17", "γ, VGG-16 modules 18–24"),
+        ("decreasing_gamma", "text"): ("γ, VGG-16 modules 1–17", "γ, VGG-16 modules 18–24"),
+        ("tutorial", "table"): ("γ, VGG-16 modules 1–16", "ε, VGG-16 modules 17–30")}
 TITLES = {"decreasing_gamma": "LRP decreasing-γ", "tutorial": "LRP tutorial"}
 SHORT = {"decreasing_gamma": "decr.-γ", "tutorial": "tutorial"}
 FIGURE = {"decreasing_gamma": "4.1", "tutorial": "4.2"}
@@ -35,7 +37,11 @@ def report_section(run_dir: Path) -> Section:
     tables = {t: read_results(run_dir, t) for t in ("results", "curves", "summaries")}
     results, curves, summaries = (tables[t][tables[t].study == NAME]
                                   for t in ("results", "curves", "summaries"))
+    config = LrpGridConfig.from_yaml(Path(run_dir) / "config.yaml")
     section = Section("LRP hyperparameter grid (document 002)", TEXT)
+    gate_ = model_gate(summaries, config)
+    if gate_ is not None:
+        section.lead_tables.append(gate_table(gate_))
     grid = analysis.auc_grid(results)
     if grid.empty:
         return section
@@ -43,7 +49,7 @@ def report_section(run_dir: Path) -> Section:
     if not models.empty:
         section.tables.append(Table(models, "Test-set classification scores of the explained "
                                             "VGG-16.", name="lrp-grid-model"))
-    section.subsections += [contour_section(grid, composite)
+    section.subsections += [contour_section(grid, composite, config.decreasing_gamma_layers)
                             for composite in dict.fromkeys(grid.composite)]
     section.figures.append(distribution_figure(grid))
     best = analysis.optima(grid).assign(order=lambda f: f.order.map(SORT_LABELS))
@@ -67,13 +73,27 @@ def report_section(run_dir: Path) -> Section:
     return section
 
 
-def contour_section(grid: pd.DataFrame, composite: str) -> Section:
+def gate_table(gate_) -> Table:
+    """The explained model's test accuracy against the gate, said loudly when it is missed."""
+    frame = pd.DataFrame([{"model": m, gate_.output: s, "gate": gate_.threshold,
+                           "passed": bool(s >= gate_.threshold)}
+                          for m, s in sorted(gate_.scores.items())]).set_index("model")
+    verdict = ("passed" if gate_.passed else "MISSED: every finding below is 'not testable "
+               "here' and the numbers that follow come from a model that did not learn the task")
+    bold = pd.DataFrame(False, index=frame.index, columns=frame.columns)
+    bold["passed"] = ~frame.passed
+    return Table(frame, f"Accuracy gate of the explained model ({gate_.output} ≥ "
+                        f"{gate_.threshold:g} on the test set): {verdict}.",
+                 name="lrp-grid-gate", bold=bold)
+
+
+def contour_section(grid: pd.DataFrame, composite: str, layers: str = "table") -> Section:
     """Figures 4.1 / 4.2: one contour plot per stabiliser and order, the star on the optimum."""
     sub = Section(f"{TITLES[composite]}: AUC over the grid",
                   "Mean AUC over the explained images per grid point; the star marks the best "
                   "point (lowest for MoRF, highest for LRF). Random order is expected to be flat "
                   "(section 4.1).")
-    xlabel, ylabel = AXES[composite]
+    xlabel, ylabel = AXES[(composite, layers if composite == "decreasing_gamma" else "table")]
     rows = grid[grid.composite == composite].dropna(subset=["auc"])
     for (stabiliser, order), part in rows.groupby(["stabiliser", "order"], sort=False):
         label = SORT_LABELS[order]

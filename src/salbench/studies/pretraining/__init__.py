@@ -2,10 +2,12 @@
 well saliency methods find MRI lesions after fine-tuning?
 
 ``config`` (the config and presets), ``grid`` (the stages and the study's own jobs),
-``analysis`` (pure functions of the result tables), ``report`` (the report section).
+``analysis`` (pure functions of the result tables), ``findings`` (the document's claims tested on
+them), ``report`` (the report section).
 """
 
 from salbench.studies.base import Study, register
+from salbench.studies.pretraining import findings
 from salbench.studies.pretraining.config import PRESETS, PretrainingConfig
 from salbench.studies.pretraining.grid import NAME, stages
 from salbench.studies.pretraining.report import report_section
@@ -18,4 +20,5 @@ STUDY = register(Study(
     presets=PRESETS,
     stages=stages,
     report_section=report_section,
+    findings=findings.findings,
 ))

@@ -10,13 +10,14 @@
    ``matched_k`` closest to ``matched_target`` accuracy (appendix G), each in one job: every
    method on the test images *every* selected model classifies correctly (section 4.2), scored
    with top-n precision (section 2.5); one job explains the same images on the random model with
-   every method, plus Sobel and Laplace.
+   every method, plus Sobel, Laplace and a uniform random map (the chance level).
 5. **gallery**: the maps of the first ``gallery`` of those images per explained model.
 
 Model ids: ``pre-<corpus>``, ``random-init`` and ``ft-<corpus>-<degree>-s<seed>-lr<lr>``; nothing
 reads them back: every row carries the model's factors as columns (``corpus``, ``degree``,
 ``seed``, ``lr``; on explain rows also ``best`` and ``matched``, whether the model is in that
-selection; on the null baselines' rows ``null_baseline``).
+selection; on the null baselines' rows ``null_baseline``: "random model", "sobel", "laplace",
+"random map").
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from salbench.studies.pretraining.config import (
     EDGE_FILTERS,
     PRECISION,
     RANDOM_INIT,
+    RANDOM_MAP,
     PretrainingConfig,
 )
 from salbench.studies.specs import MethodSpec
@@ -193,13 +195,16 @@ def explained_models(chosen: pd.DataFrame) -> dict[str, dict]:
 
 
 def null_baseline_methods(cfg: PretrainingConfig) -> list[dict]:
-    """The random model's methods (every method, ``null_baseline`` "random model") and the edge
-    filters (section 2.6), each with its ``null_baseline`` factor."""
+    """The random model's methods (every method, ``null_baseline`` "random model"), the edge
+    filters (section 2.6) and a uniform random map (the chance level), each with its
+    ``null_baseline`` factor."""
     methods = [m.model_copy(update={"factors": {"null_baseline": RANDOM_MODEL}}).model_dump()
                for m in cfg.methods]
-    return methods + [MethodSpec(name=name, absolute=True,
-                                 factors={"null_baseline": name}).model_dump()
-                      for name in EDGE_FILTERS]
+    edges = [MethodSpec(name=name, absolute=True, factors={"null_baseline": name}).model_dump()
+             for name in EDGE_FILTERS]
+    chance = MethodSpec(name="random", params={"seed": cfg.seed},
+                        factors={"null_baseline": RANDOM_MAP}).model_dump()
+    return methods + edges + [chance]
 
 
 # ---------------------------------------------------------------- stages

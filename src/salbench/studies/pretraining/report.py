@@ -15,11 +15,11 @@ from salbench.report import Figure, GalleryItem, Section, Table, figures, load_g
 from salbench.report.gallery import gallery_files
 from salbench.results import read_results
 from salbench.studies.jobs import checkpoint_path
-from salbench.studies.pretraining import analysis
-from salbench.studies.pretraining.config import PretrainingConfig
+from salbench.studies.pretraining import analysis, findings
+from salbench.studies.pretraining.config import RANDOM_MAP, PretrainingConfig
 from salbench.studies.pretraining.grid import NAME, RANDOM_MODEL, explain_plan, pretrain_id
 
-NULL_GROUPS = (RANDOM_MODEL, "sobel", "laplace")
+NULL_GROUPS = (RANDOM_MODEL, "sobel", "laplace", RANDOM_MAP)
 
 
 def display_map(a) -> torch.Tensor:
@@ -89,6 +89,27 @@ def gallery_figure(run_dir: Path, models: pd.DataFrame, cfg: PretrainingConfig,
                             title=f"sample {sample} ({selection} models)")
 
 
+def gate_table(models: pd.DataFrame, summaries: pd.DataFrame, cfg: PretrainingConfig
+               ) -> tuple[Table, list[str]]:
+    """The accuracy gate of every explained fine-tuned model (test accuracy against
+    ``accuracy_gate``, issue 12) and the ids of those that miss it."""
+    gate = findings.gate(summaries, cfg.accuracy_gate, models=list(models.model_id))
+    frame = models.set_index("model_id")[["corpus", "degree", "best", "matched"]].assign(
+        **{"test accuracy": pd.Series(gate.scores),
+           "passes": ["yes" if m not in gate.failing else "NO — MISSED"
+                      for m in models.model_id]})
+    bold = frame.assign(**dict.fromkeys(frame.columns, False))
+    bold["passes"] = frame["passes"] != "yes"
+    caption = (f"Accuracy gate: a finding on maps needs every model it pools at "
+               f"{gate.threshold:g} test accuracy or above (MRI lesions, issue 12); the findings "
+               f"pool {', '.join(cfg.finding_degrees)}, 1conv only where a finding names it. "
+               + ("Every explained model passes." if not gate.failing else
+                  f"{len(gate.failing)} explained model(s) MISS it: the findings that use them "
+                  "are not testable here."))
+    return (Table(frame, caption, name="pretraining-gate", digits=3, bold=bold),
+            sorted(gate.failing))
+
+
 def report_section(run_dir: Path) -> Section:
     """Figures 3, 4, 8, 9, 10 and table 1 of document 000 from the run's result tables."""
     run_dir = Path(run_dir)
@@ -100,7 +121,8 @@ def report_section(run_dir: Path) -> Section:
     _, correct_for = explain_plan(run_dir, cfg, warn=False)
     n_samples = scores.loc[scores.null_baseline.notna(), "sample_id"].nunique()
     text = (
-        "Document 000: VGG-16 pre-trained within-domain (lesion-free MRI slices) or "
+        f"Document 000 ({cfg.model.arch}, width {cfg.model.width:g}, {cfg.data.size} px): "
+        "a VGG-16 in the document, pre-trained within-domain (lesion-free MRI slices) or "
         "out-of-domain (ImageNet, or salbench's natural-image-like corpus), fine-tuned block-wise "
         "(1conv … all, from the output side) on regular-vs-irregular MRI lesions, explained with "
         "eight methods (absolute maps, zero baselines) and scored by top-n precision against the "
@@ -115,6 +137,12 @@ def report_section(run_dir: Path) -> Section:
     sources = pretraining_sources(run_dir, cfg)
     if sources:
         text += "\n\nStarting points: " + "; ".join(f"{c}: {s}" for c, s in sources.items()) + "."
+    gate, failing = gate_table(models, summaries[summaries.study == NAME], cfg)
+    if failing:
+        text = (f"ACCURACY GATE MISSED by {len(failing)} explained model(s) ({', '.join(failing)}; "
+                f"test accuracy under {cfg.accuracy_gate:g}): the findings that pool them are not "
+                "testable here, and their numbers below describe models under the gate.\n\n"
+                + text)
     section_figures = []
     for selection, name, number in (("best", "pretraining-fig3", "3"),
                                     ("matched", "pretraining-fig9", "9")):
@@ -160,4 +188,4 @@ def report_section(run_dir: Path) -> Section:
               digits=3),
     ]
     return Section("Pre-training and explanation performance (document 000)", text,
-                   figures=section_figures, tables=tables)
+                   figures=section_figures, tables=tables, lead_tables=[gate])
