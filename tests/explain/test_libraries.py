@@ -196,3 +196,24 @@ def test_zennit_named_composites_equal_zennit_classes():
     ours = explain(model, x, y, "lrp_epsilon_gamma_box", low=0.0, high=1.0)
     reference = zennit_attribution(model, EpsilonGammaBox(low=0.0, high=1.0), x, y)
     torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("kind,cls", [("gradcam", GradCAM), ("hirescam", HiResCAM)])
+def test_a_spatially_constant_cam_stays_constant_after_minmax(kind, cls):
+    """ResNet-18 at 32 px: a 1×1 feature map, so every CAM is constant over the image. Min–max
+    used to stretch the resize's rounding noise to [0, 0.23]; pytorch-grad-cam gives zeros."""
+    torch.manual_seed(0)
+    model = tiny("resnet18")
+    x = torch.rand(3, 3, 32, 32)
+    y = torch.tensor([2, 0, 1])
+    raw, scaled = cam_maps(model, x, y, kind, relu=True, minmax=True)
+    assert raw.shape[-2:] == (1, 1)
+    reference = _library_cam(cls, model.eval(), model.layer4[-1].conv2, x, y)
+    assert torch.equal(scaled, torch.zeros_like(scaled))
+    torch.testing.assert_close(scaled, reference, rtol=0, atol=0)
+
+
+def test_minmax_still_scales_a_map_with_a_real_spread():
+    raw = torch.tensor([[[[1.0, 1.0], [1.0, 1.0 + 1e-3]]]])
+    scaled = upsample(raw, (2, 2), minmax=True)
+    assert scaled.amax() == pytest.approx(1.0, abs=1e-4) and scaled.amin() == 0

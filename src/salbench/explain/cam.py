@@ -126,18 +126,27 @@ def _cam_raw(model: nn.Module, x: Tensor, y: Tensor, layer: str | nn.Module | No
         return (weights[:, :, None, None] * features).sum(1, keepdim=True)
 
 
+CONSTANT_RTOL = 1e-5
+"""Relative spread below which a map counts as spatially constant before min–max scaling
+(bilinear resizing of a constant map leaves rounding noise of ~1e-7 of its value)."""
+
+
 def upsample(raw: Tensor, size: tuple[int, int] | torch.Size, relu: bool = False,
              minmax: bool = False) -> Tensor:
     """Optional ReLU, bilinear resize to ``size`` (half-pixel centres, as OpenCV), then optional
     per-sample min–max to [0, 1] (pytorch-grad-cam's final scaling; min–max commutes with the
-    linear resize up to its range, so scaling before resizing as well changes nothing)."""
+    linear resize up to its range, so scaling before resizing as well changes nothing). A map
+    that is spatially constant up to float rounding (spread ≤ :data:`CONSTANT_RTOL` of its
+    largest |value|, e.g. a 1×1 feature map resized) scales to zeros, as pytorch-grad-cam's."""
     out = raw.clamp(min=0) if relu else raw
     out = F.interpolate(out, size=tuple(size), mode="bilinear", align_corners=False)
     if minmax:
         flat = out.flatten(1)
         low = flat.amin(1).view(-1, 1, 1, 1)
         high = flat.amax(1).view(-1, 1, 1, 1)
-        out = (out - low) / (high - low + 1e-7)
+        spread = high - low
+        constant = spread <= CONSTANT_RTOL * torch.maximum(high.abs(), low.abs())
+        out = torch.where(constant, torch.zeros_like(out), (out - low) / (spread + 1e-7))
     return out
 
 
