@@ -70,16 +70,14 @@ def hull_mask(a: Tensor, keep: float | None = 0.5, threshold: float | None = Non
 def complexity_ratio(a_gad: Tensor, a_orig: Tensor, keep: float | None = 0.5,
                      threshold: float | None = None, reduce: str = "abs-sum") -> Tensor:
     """RC = A(CH_GAD) / A(CH_Orig) (document 004, eq. 1): hull areas in pixels; RC < 1 means a
-    smaller important region for the GAD map. An empty original hull is an error."""
+    smaller important region for the GAD map. NaN where the original map selects no pixel (an
+    all-zero map has no important region, so RC is undefined), as the sensitivities below."""
     if a_gad.shape != a_orig.shape:
         raise ValueError(f"a_gad {tuple(a_gad.shape)} and a_orig {tuple(a_orig.shape)} must "
                          "have the same shape")
     area_gad = hull_mask(a_gad, keep, threshold, reduce).flatten(1).sum(1)
     area_orig = hull_mask(a_orig, keep, threshold, reduce).flatten(1).sum(1)
-    if bool((area_orig == 0).any()):
-        samples = torch.nonzero(area_orig == 0).flatten().tolist()
-        raise ValueError(f"a_orig selects no pixel (all-zero importance) for samples {samples}")
-    return area_gad / area_orig
+    return torch.where(area_orig > 0, area_gad / area_orig, float("nan"))
 
 
 def supplementary_mask(m_orig: Tensor, m_gad: Tensor) -> Tensor:
