@@ -4,6 +4,7 @@ findings on hand-made frames (verdicts flip with the frames), job keys, and figu
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -13,13 +14,16 @@ import pandas as pd
 import pytest
 import torch
 from contract import assert_rankable
+from typer.testing import CliRunner
 
+from salbench.cli import app
 from salbench.config import ConfigError
 from salbench.explain import explain
 from salbench.explain.gad import importance_mask
 from salbench.metrics import complexity_ratio, hull_mask
 from salbench.report import figures
 from salbench.results import read_results
+from salbench.results.findings import verdict_counts
 from salbench.runtime import JobContext, set_quiet
 from salbench.studies import gad as G
 from salbench.studies.base import run_study
@@ -332,6 +336,31 @@ def test_findings_of_a_run_and_the_gate_table(run):
     assert gate_table.name == "gad-gate"
     assert list(gate_table.data.passes) == [m not in gate_.failing for m in gate_table.data.index]
     assert ("MISSED" in gate_table.caption) == bool(gate_.failing)
+    assert section.text.startswith("ACCURACY GATE MISSED") == bool(gate_.failing)
+
+
+def test_findings_command_prints_every_finding_and_its_json(run):
+    """`salbench findings RUN [--json]` (issue 12): the same findings as the study's function,
+    with the required keys; the text form ends with the verdict counts."""
+    out, _ = run
+    done = CliRunner().invoke(app, ["findings", str(out), "--json"])
+    assert done.exit_code == 0, done.output
+    listed = json.loads(done.stdout)
+    scale = listed[0]["scale"]  # the run's (a shrunken tiny run: "custom")
+    expected = G.STUDY.findings(out, scale)
+    assert [f["claim"] for f in listed] == [f.claim for f in expected]
+    keys = {"study", "claim", "section", "document", "measured", "low", "high", "n", "verdict",
+            "scale"}
+    assert all(keys <= set(f) for f in listed)
+    assert [f["verdict"] for f in listed] == [f.verdict for f in expected]
+    text = CliRunner().invoke(app, ["findings", str(out)])
+    assert text.exit_code == 0, text.output
+    counts = verdict_counts(expected)
+    assert text.stdout.strip().splitlines()[-1] == (
+        ", ".join(f"{n} {v}" for v, n in counts.items()) + f" ({scale})")
+    heads = [line for line in text.stdout.splitlines()
+             if line.startswith(tuple(f"{v}  " for v in counts))]
+    assert len(heads) == len(expected)  # one block per finding, its verdict first
 
 
 def test_every_row_carries_the_registry_direction(run):

@@ -660,3 +660,7 @@ def test_study_registers_its_findings(run):
     found = lrp_grid.STUDY.findings(run_dir, "tiny")
     assert found and {f.study for f in found} == {"lrp-grid"}
     assert all(f.verdict == "not testable here" and f.note for f in found)
+    gate_ = findings.model_gate(read_results(run_dir, "summaries"), config)
+    section = lrp_grid.STUDY.report_section(run_dir)
+    assert section.text.startswith("ACCURACY GATE MISSED") == (not gate_.passed)
+    assert not gate_.passed  # the tiny model is near chance: the section says so first

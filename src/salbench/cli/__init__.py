@@ -216,17 +216,15 @@ def findings_command(
         return
     if not found:
         fail(f"RUN {str(run)!r} holds no study with findings")
-    table = Table(show_lines=True)
-    for column in ("study", "claim", "section", "document", "measured [95 % CI]", "n",
-                   "verdict"):
-        table.add_column(column)
-    for f in found:
+    for f in found:  # one block per claim: readable in a terminal of any width and in logs
         measured = ("–" if f.measured is None else f"{f.measured:.3g}"
                     + ("" if f.low is None else f" [{f.low:.3g}, {f.high:.3g}]"))
-        cells = (f.study, f.claim + (f"\n({f.note})" if f.note else ""), f.section, f.document,
-                 measured, str(f.n), f.verdict)
-        table.add_row(*(escape(c) for c in cells))
-    console.print(table)
+        console.print(f"[bold]{escape(f.verdict)}[/bold]  {escape(f.study)} {escape(f.section)}: "
+                      f"{escape(f.claim)}", highlight=False)
+        console.print(f"    document {escape(str(f.document))}; measured {measured}, n = {f.n}",
+                      highlight=False)
+        if f.note:
+            console.print(f"    {escape(f.note)}", highlight=False, style="dim")
     counts = verdict_counts(found)
     console.print(", ".join(f"{n} {v}" for v, n in counts.items()) + f" ({found[0].scale})")
 

@@ -155,6 +155,14 @@ class Gate:
         more = f" and {len(failing) - 6} more" if len(failing) > 6 else ""
         return f"{self.output} gate {self.threshold:g} missed: {shown}{more}"
 
+    def banner(self) -> str:
+        """The report section's first paragraph when the gate is missed, else ``""``."""
+        if self.passed:
+            return ""
+        return (f"ACCURACY GATE MISSED ({self.describe()}): the findings that use these models "
+                "are not testable here, and the numbers below describe models under the "
+                "gate.\n\n")
+
 
 def gate(summaries: pd.DataFrame, threshold: float, output: str = "accuracy",
          models: Sequence[str] | None = None) -> Gate:

@@ -123,6 +123,7 @@ def report_section(run_dir: Path) -> Section:
                                       "(green) maps, least activated images per class "
                                       "(document 004, fig. 6).",
                                       name=f"gad-fig6-{model}", embed="png"))
-    return Section("Gradient Artificial Distancing (document 004)", text,
+    gate = model_gate(tables, cfg)
+    return Section("Gradient Artificial Distancing (document 004)", gate.banner() + text,
                    figures=section_figures, tables=section_tables,
-                   lead_tables=[gate_table(model_gate(tables, cfg))])
+                   lead_tables=[gate_table(gate)])

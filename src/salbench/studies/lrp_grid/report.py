@@ -38,8 +38,9 @@ def report_section(run_dir: Path) -> Section:
     results, curves, summaries = (tables[t][tables[t].study == NAME]
                                   for t in ("results", "curves", "summaries"))
     config = LrpGridConfig.from_yaml(Path(run_dir) / "config.yaml")
-    section = Section("LRP hyperparameter grid (document 002)", TEXT)
     gate_ = model_gate(summaries, config)
+    section = Section("LRP hyperparameter grid (document 002)",
+                      (gate_.banner() if gate_ is not None else "") + TEXT)
     if gate_ is not None:
         section.lead_tables.append(gate_table(gate_))
     grid = analysis.auc_grid(results)
