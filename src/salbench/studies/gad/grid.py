@@ -100,6 +100,16 @@ def fit_supports(model: nn.Module, dataset: GroundTruthDataset, config: dict,
                    cache_dir=support_dir(ctx.run_dir, config["model_id"]))
 
 
+def job_inputs(config: dict, ctx: JobContext) -> tuple[GroundTruthDataset, nn.Module,
+                                                         GADSupport]:
+    """What the gad and gallery jobs of one model start from: the pair's test samples, the
+    trained model and its supports (from the cache after the first job)."""
+    dataset = load_dataset(ctx.run_dir, config["data"])
+    samples = pair_samples(dataset, config["classes"], config["n_per_class"])
+    model = load_model(ctx.run_dir, config["model_id"], ctx.device)
+    return samples, model, fit_supports(model, dataset, config, ctx)
+
+
 def pair_samples(dataset: GroundTruthDataset, classes: list[int], n_per_class: int
                  ) -> GroundTruthDataset:
     """The first ``n_per_class`` test samples of each class of the pair (section 6)."""
@@ -150,10 +160,7 @@ def score_pair(metric: MetricSpec, *, gad: Tensor, orig: Tensor, model: nn.Modul
 def gad_job(config: dict, ctx: JobContext) -> dict[str, list[dict]]:
     """Train the supports of one model, then score every metric on every base method's original
     and GAD maps, for both outputs of the pair."""
-    dataset = load_dataset(ctx.run_dir, config["data"])
-    samples = pair_samples(dataset, config["classes"], config["n_per_class"])
-    model = load_model(ctx.run_dir, config["model_id"], ctx.device)
-    support = fit_supports(model, dataset, config, ctx)
+    samples, model, support = job_inputs(config, ctx)
     x, y = samples.x.to(ctx.device), samples.y.to(ctx.device)
     with torch.inference_mode():
         predicted = model(x).argmax(1)
@@ -170,7 +177,7 @@ def gad_job(config: dict, ctx: JobContext) -> dict[str, list[dict]]:
             for metric in metrics:
                 result = score_pair(metric, gad=gad, orig=orig, model=model, x=x, y=targets)
                 parts.append(metric_rows(
-                    result, dataset=dataset.name, model_id=config["model_id"],
+                    result, dataset=samples.name, model_id=config["model_id"],
                     method=method.key, sample_ids=ids, method_params=gad_params(method, config),
                     meta=meta, factors=merge_factors(method.factors, metric.row_factors(),
                                                      {"class_index": output, "role": role})))
@@ -197,10 +204,7 @@ def gallery_job(config: dict, ctx: JobContext) -> None:
     """Store, per class of the pair, the ``n`` images of the ``gad`` job's selection least
     activated for their own class, with every base method's original and GAD map for that class
     (section 6.4, figures 5-6)."""
-    dataset = load_dataset(ctx.run_dir, config["data"])
-    samples = pair_samples(dataset, config["classes"], config["n_per_class"])
-    model = load_model(ctx.run_dir, config["model_id"], ctx.device)
-    support = fit_supports(model, dataset, config, ctx)
+    samples, model, support = job_inputs(config, ctx)
     x, y = samples.x.to(ctx.device), samples.y.to(ctx.device)
     with torch.inference_mode():
         logits = model(x)
@@ -213,10 +217,10 @@ def gallery_job(config: dict, ctx: JobContext) -> None:
                                           config["importance"], config["threshold"])
         maps[method.key], maps[gad_label(method.key)] = orig.cpu(), gad.cpu()
     ids = samples.meta["sample_id"].astype(str).tolist()
-    names = [dataset.classes[c] for c in config["classes"]]
+    names = [samples.classes[c] for c in config["classes"]]
     for k, i in enumerate(picked.tolist()):
         save_gallery_item(ctx.run_dir, ids[i], x[i].cpu(), samples.masks[i],
                           {label: a[k] for label, a in maps.items()},
                           {"true": int(y[i]), "predicted": int(logits[i].argmax()),
                            "logit_true": float(logits[i, y[i]]), "classes": names},
-                          study=NAME, dataset=dataset.name, model_id=config["model_id"])
+                          study=NAME, dataset=samples.name, model_id=config["model_id"])
