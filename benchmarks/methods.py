@@ -16,10 +16,14 @@ For each architecture (zoo models at reduced width) and method, prints the time 
 - random_model: the base method on the model itself (the random copy is cached);
 - GAD over saliency with two support models: three forward + backward passes.
 
-"vs library" is ours against the same direct Captum call (the wrapper's own overhead); DeepLIFT's
-gap to its floor is Captum's per-activation multiplier work, intrinsic to the rescale rule.
+"vs library" is ours against the same direct Captum call (the wrapper's own overhead; DeepLIFT and
+DeepLiftSHAP are salbench's own rescale rule, so there it is the speed-up over Captum).
 
-Usage: .venv/bin/python benchmarks/methods.py [--quick] [--all-archs]
+Then the lrp-grid study's composites on the fast LRP backend (``lrp_grid_maps``, issue 14), on
+VGG-16 width 0.25 at 64 px and width 1 at 224 px: one grid point and a 6 x 6 grid's cost per
+point, against the Zennit composite (floor column) and one forward + backward (last column).
+
+Usage: .venv/bin/python benchmarks/methods.py [--quick] [--all-archs] [--lrp-grid-only]
 """
 
 from __future__ import annotations
@@ -45,12 +49,14 @@ from captum.attr import (
     Saliency,
 )
 
-from salbench.explain import GADSupport, explain
+from salbench.explain import GADSupport, explain, lrp_grid_maps
 from salbench.explain.checks import preserved_model
 from salbench.explain.gradients import default_conv_layer
-from salbench.explain.lrp import composite_for
+from salbench.explain.lrp import build_composite, composite_for
 from salbench.explain.registry import get_method
-from salbench.models import build, make_explainable
+from salbench.models import ARCHITECTURES, build, make_explainable
+from salbench.studies.lrp_grid.config import COMPOSITES, DEFAULTS
+from salbench.studies.lrp_grid.grid import composite_spec as grid_composite
 
 
 def fwd_bwd(model, x, y, copies: int = 1, chunk: int = 64, backward: bool = True) -> None:
@@ -65,8 +71,10 @@ def fwd_bwd(model, x, y, copies: int = 1, chunk: int = 64, backward: bool = True
                 torch.autograd.grad(out, xs)
 
 
-def zennit_by_hand(model, x, y, method):
-    composite = composite_for(model, x, method, get_method(method).params)
+def zennit_by_hand(model, x, y, method, composite=None):
+    """A registered LRP method's composite (or ``composite``) applied by hand."""
+    if composite is None:
+        composite = composite_for(model, x, method, get_method(method).params)
     with composite.context(model) as modified:
         inputs = x.detach().clone().requires_grad_(True)
         out = modified(inputs)
@@ -131,6 +139,10 @@ def library_calls(model, x, y):
     }
 
 
+HEADER = (f"{'arch':9s} {'method':22s} {'ours ms/img':>12s} {'floor ms/img':>13s} {'ratio':>6s}"
+          f" {'vs library':>10s} {'vs fwd+bwd':>10s}")
+
+
 def best_of(fn, repeats: int) -> float:
     """Smallest process CPU time of ``repeats`` calls (robust to other jobs on a shared machine)."""
     times = []
@@ -141,23 +153,66 @@ def best_of(fn, repeats: int) -> float:
     return min(times)
 
 
+# The lrp-grid study on the fast LRP backend (issue 14: one grid point <= 3x one forward +
+# backward): VGG-16 width 0.25 at 64 px (batch 2, best of 3) and width 1 at 224 px (batch 1, one
+# repeat); each composite at its default point, and a 6 x 6 grid through lrp_grid_maps.
+GRID_AXIS = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0)
+GRID_CASES = ((0.25, 64, 2, 3), (1.0, 224, 1, 1))  # width, input size, batch, repeats
+
+
+def lrp_grid_lines() -> None:
+    """Print, per case and composite: ``fast <composite>``, one grid point by ``lrp_grid_maps``
+    against the same composite by Zennit applied by hand (floor column) and against one forward
+    + backward; ``... 6x6/pt``, a 6 x 6 grid's time per point against the same two."""
+    for width, size, batch, repeats in GRID_CASES:
+        torch.manual_seed(0)
+        model = make_explainable(build("vgg16", 10, 3, size, width)).eval()
+        x = torch.rand(batch, 3, size, size)
+        y = torch.arange(batch) % 10
+        print(f"lrp-grid points, fast LRP backend: vgg16 width {width}, {size} px, batch "
+              f"{batch}, best of {repeats}; floor = the Zennit composite", flush=True)
+        with preserved_model(model):
+            plain = best_of(functools.partial(fwd_bwd, model, x, y), repeats)
+        for composite in COMPOSITES:
+            spec = grid_composite(composite, *DEFAULTS[composite], "zennit")
+            grid = [grid_composite(composite, a, b, "zennit") for a in GRID_AXIS
+                    for b in GRID_AXIS]
+            point = functools.partial(lrp_grid_maps, model, x, y, [spec])
+            point()  # warm-up (the traced graph is cached per model)
+            fast = best_of(point, repeats)
+            with preserved_model(model):
+                zennit = best_of(functools.partial(
+                    zennit_by_hand, model, x, y, None, build_composite(model, spec, x)), repeats)
+            per_point = best_of(functools.partial(lrp_grid_maps, model, x, y, grid), 1) / len(grid)
+            short = composite.replace("decreasing_gamma", "dec_gamma")
+            for name, ours in ((f"fast {short}", fast), (f"fast {short} 6x6/pt", per_point)):
+                print(f"{'vgg16':9s} {name:22s} {1e3 * ours / batch:12.3f} "
+                      f"{1e3 * zennit / batch:13.3f} {ours / zennit:6.2f} {'':10s} "
+                      f"{ours / plain:10.2f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats and methods")
-    parser.add_argument("--all-archs", action="store_true", help="all six zoo architectures")
+    parser.add_argument("--all-archs", action="store_true", help="every zoo architecture")
+    parser.add_argument("--lrp-grid-only", action="store_true",
+                        help="only the lrp-grid lines (fast LRP backend, about 2 min)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (CPU time is "
                         "measured, so one thread keeps the figures honest on a busy machine)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", category=UserWarning)  # Captum's notices on direct calls
-    archs = (["vgg16", "vgg19", "resnet18", "resnet34", "resnet50", "alexnet"] if args.all_archs
-             else ["vgg16", "resnet18", "alexnet"])
+    if args.lrp_grid_only:
+        print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, CPU time")
+        print(HEADER)
+        lrp_grid_lines()
+        return
+    archs = list(ARCHITECTURES) if args.all_archs else ["vgg16", "resnet18", "alexnet"]
     repeats = 3
     batch, width, size = 8, 0.25, 64
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {batch}, "
           f"width {width}, CPU time, best of {repeats}", flush=True)
-    print(f"{'arch':9s} {'method':22s} {'ours ms/img':>12s} {'floor ms/img':>13s} {'ratio':>6s}"
-          f" {'vs library':>10s} {'vs fwd+bwd':>10s}")
+    print(HEADER)
     worst = 0.0
     for arch in archs:
         torch.manual_seed(0)
@@ -189,6 +244,7 @@ def main() -> None:
             print(f"{arch:9s} {name:22s} {1e3 * ours / batch:12.3f} {1e3 * floor / batch:13.3f} "
                   f"{ratio:6.2f} {vs_lib} {vs_plain}", flush=True)
     print(f"worst ratio: {worst:.2f} (target <= 1.3)")
+    lrp_grid_lines()
 
 
 if __name__ == "__main__":

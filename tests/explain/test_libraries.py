@@ -98,6 +98,9 @@ def _direct(name, model, x, y):
     raise KeyError(name)
 
 
+# DeepLIFT and DeepLiftSHAP are salbench's own rescale rule by default, equal to Captum where
+# Captum is right and to Captum with its bugs patched out everywhere
+# (tests/explain/test_deeplift.py); backend="captum" is Captum's call.
 CAPTUM_METHODS = ["saliency", "input_x_gradient", "guided_backprop", "deconvolution", "deeplift",
                   "integrated_gradients", "guided_gradcam", "occlusion", "gradient_shap",
                   "deeplift_shap", "smoothgrad"]
@@ -106,8 +109,9 @@ CAPTUM_METHODS = ["saliency", "input_x_gradient", "guided_backprop", "deconvolut
 @pytest.mark.parametrize("name", CAPTUM_METHODS)
 def test_captum_backed_method_equals_direct_captum_call(setup, name):
     model, x, y = setup
-    params = {"occlusion": {"window": 8, "stride": 8},
-              "smoothgrad": {"nt_samples": 10}}.get(name, {})
+    params = {"occlusion": {"window": 8, "stride": 8}, "smoothgrad": {"nt_samples": 10},
+              "deeplift": {"backend": "captum"}, "deeplift_shap": {"backend": "captum"}
+              }.get(name, {})
     ours = explain(model, x, y, name, **params)
     torch.testing.assert_close(ours, _direct(name, model, x, y).detach(), rtol=1e-5, atol=1e-6)
 

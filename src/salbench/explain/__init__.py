@@ -10,12 +10,14 @@ from salbench.explain.cam import cam_layers, cam_maps
 from salbench.explain.checks import NonFiniteAttributionError, preserved_model
 from salbench.explain.gad import GADSupport, fit_gad, support_config
 from salbench.explain.lrp import (
+    CanonizationError,
     CompositeSpec,
     RuleRange,
     decreasing_gamma_ranges,
     relevance_by_layer,
     tutorial_ranges,
 )
+from salbench.explain.lrp_fast import FastLRPFallback, lrp_grid_maps
 from salbench.explain.postprocess import (
     absolute,
     clamp,
@@ -27,8 +29,10 @@ from salbench.explain.postprocess import (
 from salbench.explain.registry import Method, available, explain, get_method
 
 __all__ = [
-    "CompositeSpec", "GADSupport", "Method", "NonFiniteAttributionError", "RuleRange", "absolute",
-    "available", "cam_layers", "cam_maps", "clamp", "decreasing_gamma_ranges", "explain", "fit_gad",
+    "CanonizationError", "CompositeSpec", "GADSupport", "Method", "NonFiniteAttributionError",
+    "RuleRange", "absolute", "available", "cam_layers", "cam_maps", "clamp",
+    "decreasing_gamma_ranges", "explain", "fit_gad",
     "get_method", "log_display", "normalise_max_abs", "normalise_min_max", "preserved_model",
     "reduce_channels", "relevance_by_layer", "support_config", "tutorial_ranges",
+    "FastLRPFallback", "lrp_grid_maps",
 ]

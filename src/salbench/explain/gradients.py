@@ -7,6 +7,8 @@ the signed gradient (``abs=False``; take absolute values with
 :func:`salbench.explain.postprocess.absolute`), DeepLiftSHAP needs a baseline *distribution* so it
 draws ``n_baselines`` uniform-noise images, and every random draw is seeded (``seed``) without
 touching the global random state. ``internal_batch_size`` caps the images per forward pass.
+DeepLIFT and DeepLiftSHAP run salbench's own rescale rule (:mod:`salbench.explain.deeplift`,
+which fixes three Captum bugs) and fall back to Captum for models it has no rule for.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 import torch
 from captum.attr import (
     Deconvolution,
@@ -32,6 +35,7 @@ from captum.attr import (
 from torch import Tensor, nn
 
 from salbench.explain.checks import require_explainable
+from salbench.explain.deeplift import rescale_attributions, rescale_shap, rescale_supported
 from salbench.explain.registry import register
 
 DEFAULT_INTERNAL_BATCH = 64
@@ -42,13 +46,19 @@ BASELINE_NAMES = ("zero", "uniform")
 
 @contextmanager
 def seeded(seed: int, device: torch.device) -> Iterator[None]:
-    """Seed torch's RNG for the block and restore the caller's random state afterwards."""
+    """Seed torch's and NumPy's RNGs for the block (Captum's GradientShap draws its path
+    coefficients with ``np.random``) and restore the caller's random state afterwards."""
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise TypeError(f"seed must be an int, got {seed!r}")
     devices = [device.index or 0] if device.type == "cuda" else []
+    numpy_state = np.random.get_state()
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        yield
+        np.random.seed(seed)
+        try:
+            yield
+        finally:
+            np.random.set_state(numpy_state)
 
 
 def make_baseline(baseline: str | float | Tensor, x: Tensor, n: int | None = None) -> Tensor:
@@ -119,33 +129,37 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module | None) -> nn.Module:
 # ---- single-pass methods -------------------------------------------------------------------
 
 
-@register("saliency", "captum", "gradient of the target logit w.r.t. the input (signed)")
+@register("saliency", "captum", "gradient of the target logit w.r.t. the input (signed)",
+          requires="none")
 def saliency(model: nn.Module, x: Tensor, y: Tensor, abs: bool = False) -> Tensor:
     """∂f_y/∂x (Simonyan et al.); ``abs=True`` gives Captum's default |∂f_y/∂x|."""
     return Saliency(model).attribute(x, target=y, abs=abs)
 
 
-@register("input_x_gradient", "captum", "input times gradient, x ⊙ ∂f_y/∂x")
+@register("input_x_gradient", "captum", "input times gradient, x ⊙ ∂f_y/∂x", requires="none")
 def input_x_gradient(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     """x ⊙ ∂f_y/∂x (Shrikumar et al.); equals LRP-0 on bias-free ReLU networks."""
     return InputXGradient(model).attribute(x, target=y)
 
 
-@register("guided_backprop", "captum", "guided backpropagation (needs make_explainable)")
+@register("guided_backprop", "captum", "guided backpropagation",
+          requires="explainable")
 def guided_backprop(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     """Gradient with ReLU backward passes clipped to positive gradients (Springenberg et al.)."""
     require_explainable(model, x, "guided_backprop")
     return GuidedBackprop(model).attribute(x, target=y)
 
 
-@register("deconvolution", "captum", "deconvolution (needs make_explainable)")
+@register("deconvolution", "captum", "deconvolution",
+          requires="explainable")
 def deconvolution(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     """Backward pass with ReLUs applied to the gradient (Zeiler & Fergus)."""
     require_explainable(model, x, "deconvolution")
     return Deconvolution(model).attribute(x, target=y)
 
 
-@register("guided_gradcam", "captum", "guided backprop ⊙ upsampled Grad-CAM at a conv layer")
+@register("guided_gradcam", "captum", "guided backprop ⊙ upsampled Grad-CAM at a conv layer",
+          requires="explainable")
 def guided_gradcam(model: nn.Module, x: Tensor, y: Tensor, layer: str | nn.Module | None = None,
                    interpolate_mode: str = "nearest") -> Tensor:
     """Captum's GuidedGradCam at ``layer`` (default: the last ``nn.Conv2d``)."""
@@ -154,20 +168,42 @@ def guided_gradcam(model: nn.Module, x: Tensor, y: Tensor, layer: str | nn.Modul
     return GuidedGradCam(model, module).attribute(x, target=y, interpolate_mode=interpolate_mode)
 
 
-@register("deeplift", "captum", "DeepLIFT rescale rule against a baseline (needs make_explainable)")
+DEEPLIFT_BACKENDS = ("salbench", "captum")
+
+
+def _check_backend(backend: str) -> None:
+    if backend not in DEEPLIFT_BACKENDS:
+        raise ValueError(f"backend must be one of {list(DEEPLIFT_BACKENDS)}, got {backend!r}")
+
+
+@register("deeplift", "salbench", "DeepLIFT rescale rule against a baseline",
+          requires="explainable")
 def deeplift(model: nn.Module, x: Tensor, y: Tensor, baseline: str | float | Tensor = "zero",
-             seed: int = 0) -> Tensor:
-    """DeepLIFT (Shrikumar et al.), rescale rule; all-zero baseline by default (document 000)."""
+             seed: int = 0, backend: str = "salbench") -> Tensor:
+    """DeepLIFT (Shrikumar et al.), rescale rule; all-zero baseline by default (document 000).
+
+    Own rescale code (:mod:`salbench.explain.deeplift`) when every module has a rule there,
+    Captum's ``DeepLift`` otherwise or with ``backend="captum"`` (the documents' maps, Captum's
+    bugs included: see that module). A tensor ``baseline`` is ``[B, C, H, W]`` or
+    ``[1, C, H, W]``.
+    """
     require_explainable(model, x, "deeplift")
+    _check_backend(backend)
     with seeded(seed, x.device):
         reference = make_baseline(baseline, x)
-        return DeepLift(model).attribute(x, baselines=reference, target=y)
+    if reference.shape not in (x.shape, (1, *x.shape[1:])):
+        raise ValueError(f"deeplift's baseline must have shape {tuple(x.shape)} or "
+                         f"{(1, *x.shape[1:])}, got {tuple(reference.shape)}")
+    if backend == "salbench" and rescale_supported(model):
+        return rescale_attributions(model, x, y, reference)
+    return DeepLift(model).attribute(x, baselines=reference, target=y)
 
 
 # ---- multi-pass methods --------------------------------------------------------------------
 
 
-@register("integrated_gradients", "captum", "integrated gradients along the straight path")
+@register("integrated_gradients", "captum", "integrated gradients along the straight path",
+          requires="none")
 def integrated_gradients(model: nn.Module, x: Tensor, y: Tensor,
                          baseline: str | float | Tensor = "zero", n_steps: int = 50,
                          integration: str = "gausslegendre", seed: int = 0,
@@ -185,7 +221,8 @@ def integrated_gradients(model: nn.Module, x: Tensor, y: Tensor,
         internal_batch_size=internal_batch_size)
 
 
-@register("gradient_shap", "captum", "GradientSHAP: expected gradients over baselines and paths")
+@register("gradient_shap", "captum", "GradientSHAP: expected gradients over baselines and paths",
+          requires="none")
 def gradient_shap(model: nn.Module, x: Tensor, y: Tensor, baseline: str | float | Tensor = "zero",
                   n_baselines: int = 1, n_samples: int = 5, stdevs: float = 0.0, seed: int = 0,
                   internal_batch_size: int = DEFAULT_INTERNAL_BATCH) -> Tensor:
@@ -206,29 +243,43 @@ def gradient_shap(model: nn.Module, x: Tensor, y: Tensor, baseline: str | float 
     return torch.cat(parts)
 
 
-@register("deeplift_shap", "captum", "DeepLIFT averaged over a baseline distribution")
+@register("deeplift_shap", "salbench", "DeepLIFT averaged over a baseline distribution",
+          requires="explainable")
 def deeplift_shap(model: nn.Module, x: Tensor, y: Tensor,
                   baseline: str | float | Tensor = "uniform", n_baselines: int = 5, seed: int = 0,
-                  internal_batch_size: int = DEFAULT_INTERNAL_BATCH) -> Tensor:
-    """Captum DeepLiftShap; it needs at least two baselines, so by default ``n_baselines=5``
-    uniform-noise images in the batch's value range (document 001 names the method only)."""
+                  internal_batch_size: int = DEFAULT_INTERNAL_BATCH,
+                  backend: str = "salbench") -> Tensor:
+    """DeepLiftSHAP: DeepLIFT against each of the baselines, averaged (Captum's DeepLiftShap).
+
+    It needs at least two baselines, so by default ``n_baselines=5`` uniform-noise images in the
+    batch's value range (document 001 names the method only); a tensor ``baseline`` is the
+    distribution ``[n, C, H, W]``, n ≥ 2. Own rescale code (:mod:`salbench.explain.deeplift`: n
+    images per sample and pass) when every module has a rule there, Captum's ``DeepLiftShap``
+    otherwise or with ``backend="captum"`` (2n images per sample and pass).
+    """
     require_explainable(model, x, "deeplift_shap")
+    _check_backend(backend)
     _check_positive("internal_batch_size", internal_batch_size)
     if not isinstance(baseline, Tensor):
         _check_positive("n_baselines", n_baselines)
         if n_baselines < 2:
             raise ValueError(f"n_baselines must be at least 2 for deeplift_shap, got {n_baselines}")
-    method = DeepLiftShap(model)
-    parts = []
     with seeded(seed, x.device):
         reference = make_baseline(baseline, x, n_baselines)
-        per_chunk = internal_batch_size // (2 * reference.shape[0])
-        for xs, ys in _chunks(x, y, per_chunk):
-            parts.append(method.attribute(xs, baselines=reference, target=ys))
-    return torch.cat(parts)
+    if reference.dim() != x.dim() or reference.shape[1:] != x.shape[1:] or reference.shape[0] < 2:
+        raise ValueError(f"deeplift_shap's baseline distribution must have shape "
+                         f"[n >= 2, {', '.join(map(str, x.shape[1:]))}], "
+                         f"got {list(reference.shape)}")
+    n = reference.shape[0]
+    if backend == "salbench" and rescale_supported(model):
+        return rescale_shap(model, x, y, reference, max(1, internal_batch_size // n))
+    method = DeepLiftShap(model)
+    return torch.cat([method.attribute(xs, baselines=reference, target=ys)
+                      for xs, ys in _chunks(x, y, internal_batch_size // (2 * n))])
 
 
-@register("occlusion", "captum", "change of the target logit when a sliding window is occluded")
+@register("occlusion", "captum", "change of the target logit when a sliding window is occluded",
+          requires="none")
 def occlusion(model: nn.Module, x: Tensor, y: Tensor, window: int | None = None,
               stride: int | None = None, baseline: float = 0.0,
               internal_batch_size: int = DEFAULT_INTERNAL_BATCH) -> Tensor:
@@ -255,7 +306,8 @@ SMOOTHGRAD_BASES: dict[str, Callable[[nn.Module], Any]] = {
 }
 
 
-@register("smoothgrad", "captum", "SmoothGrad: a method averaged over noisy copies (NoiseTunnel)")
+@register("smoothgrad", "captum", "SmoothGrad: a method averaged over noisy copies (NoiseTunnel)",
+          requires="none")
 def smoothgrad(model: nn.Module, x: Tensor, y: Tensor, base: str = "saliency",
                nt_samples: int = 50, stdevs: float = 0.15, nt_type: str = "smoothgrad",
                base_params: dict | None = None, seed: int = 0,
