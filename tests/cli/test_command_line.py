@@ -102,8 +102,9 @@ def test_a_shrunken_quickstart_runs_end_to_end_into_results_and_report(quickstar
                         "from results group by 1 order by 1")
     assert set(counts.method) == {"saliency", "lrp_0", "input_x_gradient", "cam"}
     # every metric of the preset for every method: two five-band schedules x 8 outputs (one
-    # metric, so 8 distinct outputs: 7 scores and the density), region perturbation, AOPC, max-sensitivity, HAAS's 2
-    # outputs; the MRI ground-truth metrics (8); the randomisation test for saliency only
+    # metric, so 8 distinct outputs: 7 scores and the density), region perturbation, AOPC,
+    # max-sensitivity, HAAS's 2 outputs; the MRI ground-truth metrics (8); the randomisation
+    # test for saliency only
     per_method = dict(zip(counts.method, counts.scores))
     assert per_method["input_x_gradient"] == per_method["cam"] == 8 + 5
     assert per_method["lrp_0"] == 8 + 5 and per_method["saliency"] == 8 + 5 + 1

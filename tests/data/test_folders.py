@@ -63,3 +63,18 @@ def test_errors(tmp_path):
         cv2.imwrite(str(tmp_path / "mixed" / "c" / f"{k}.png"), np.zeros(shape, np.uint8))
     with pytest.raises(ValueError, match="pass size=N"):
         load_folder(tmp_path / "mixed")
+
+
+def test_a_mask_at_another_resolution_is_resized_and_a_misshapen_one_refused(tmp_path):
+    (tmp_path / "img" / "a").mkdir(parents=True)
+    (tmp_path / "masks" / "a").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "img" / "a" / "0.png"), np.zeros((20, 40), np.uint8))
+    half = np.zeros((10, 20), np.uint8)
+    half[2:4, 4:8] = 255  # 2 x 4 px at half resolution: 4 x 8 px at full
+    cv2.imwrite(str(tmp_path / "masks" / "a" / "0.png"), half)
+    data = load_folder(tmp_path / "img", masks=tmp_path / "masks", channels=1)
+    assert data.masks.shape == (1, 20, 40) and data.masks[0, 4:8, 8:16].sum() == 32
+    assert data.masks.sum() == 32
+    cv2.imwrite(str(tmp_path / "masks" / "a" / "0.png"), np.zeros((1, 40), np.uint8))
+    with pytest.raises(ValueError, match=r"is 1x40 px but its image .* is 20x40 px"):
+        load_folder(tmp_path / "img", masks=tmp_path / "masks", channels=1)

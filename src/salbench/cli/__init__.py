@@ -127,10 +127,10 @@ def benchmark_command(
     normalize: str = typer.Option("none", "--normalize", help="Input normalisation the model "
                                   "expects: none or imagenet."),
     size: int | None = typer.Option(None, "--size", min=8, help="Resize folder images to SIZE."),
-    preset: str = typer.Option("fast", "--preset", help="fast (minutes) or full (the "
-                               "documents' settings)."),
+    preset: str = typer.Option("fast", "--preset", help="fast (12 methods, cheap settings) or "
+                               "full (every method, the documents' settings)."),
     methods: str | None = typer.Option(None, "--methods", help="Comma-separated methods "
-                                       "(default: every one that applies)."),
+                                       "(default: the preset's that apply)."),
     metrics: str | None = typer.Option(None, "--metrics", help="Comma-separated metrics "
                                        "(default: every one that applies)."),
     n_samples: int | None = typer.Option(None, "--n-samples", min=1,

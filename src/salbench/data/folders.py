@@ -48,6 +48,18 @@ def _resize(array: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
     return np.stack([cv2.resize(c, (size, size), interpolation=method) for c in array])
 
 
+def _fit_mask(mask: np.ndarray, shape: tuple[int, int], mask_path: Path,
+              image_path: Path) -> np.ndarray:
+    """A mask ``[1, h, w]`` of another resolution than its image, resized (nearest) to ``shape``
+    when it has the image's aspect ratio; any other shape is an error naming both files."""
+    (h, w), (mh, mw) = shape, mask.shape[1:]
+    if mh * w != mw * h:
+        raise ValueError(f"mask {str(mask_path)!r} is {mh}x{mw} px but its image "
+                         f"{str(image_path)!r} is {h}x{w} px: a mask must have its image's size "
+                         "(or the same aspect ratio, then it is resized)")
+    return np.stack([cv2.resize(c, (w, h), interpolation=cv2.INTER_NEAREST) for c in mask])
+
+
 def _class_folders(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
@@ -101,7 +113,7 @@ def load_folder(root: str | Path, masks: str | Path | None = None, size: int | N
         mask_path = None if masks_root is None else _find_mask(masks_root, relative)
         mask = None if mask_path is None else _read_image(mask_path, 1)
         if mask is not None and mask.shape[1:] != image.shape[1:]:
-            mask = _resize(mask, image.shape[1]) if image.shape[1] == image.shape[2] else None
+            mask = _fit_mask(mask, image.shape[1:], mask_path, path)
         if size is not None:
             image = _resize(image, size)
             mask = None if mask is None else _resize(mask, size, nearest=True)

@@ -1,9 +1,10 @@
 """The benchmark of a user's own model on their own images: what to load and what to compute.
 
-``preset`` chooses the costly parameters of the methods and metrics: ``fast`` (minutes on a CPU
-for tens of images: few integration steps and noisy copies, the square flipping schedule on
-patches, five sensitivity perturbations) or ``full`` (the documents' settings: 50 integration
-steps, pixel flipping per pixel, table 6's sensitivity iterations).
+``preset`` chooses the methods and the costly parameters of the methods and metrics: ``fast``
+(twelve methods, one or two per family; few integration steps and noisy copies, the square
+flipping schedule on patches, five sensitivity perturbations) or ``full`` (every registered
+method; the documents' settings: 50 integration steps, pixel flipping per pixel, table 6's
+sensitivity iterations).
 """
 
 from __future__ import annotations

@@ -31,6 +31,12 @@ NOT_GENERIC = {"gad": "needs support models fitted for one class pair (the gad s
                "lrp_composite": "needs a composite spec (the lrp-grid study; the named LRP "
                                 "composites run)"}
 NULL_BASELINES = ("random", "sobel", "laplace", "random_model")
+FAST_METHODS = ("saliency", "input_x_gradient", "integrated_gradients", "smoothgrad",
+                "guided_backprop", "deeplift", "gradcam", "lrp_epsilon_plus_flat",
+                "lrp_epsilon_gamma_box", "occlusion", "random", "sobel")
+"""The ``fast`` preset's methods: one or two of each family (gradients, path and noise averages,
+backpropagation rules, CAM, LRP composites, perturbation) and two null baselines; ``full``
+runs every registered method that applies."""
 FIVE_BAND_LEVELS = (0.0, 0.4, 0.9)
 
 
@@ -81,7 +87,8 @@ def format_seconds(seconds: float) -> str:
 
 
 def method_specs(preset: str, size: int) -> list[MethodSpec]:
-    """Every registered method a generic model can take, with the preset's costly parameters."""
+    """The preset's methods (``fast``: :data:`FAST_METHODS`; ``full``: every registered method a
+    generic model can take), with the preset's costly parameters."""
     fast = preset == "fast"
     params = {
         "integrated_gradients": {"n_steps": 16 if fast else 50},
@@ -91,7 +98,8 @@ def method_specs(preset: str, size: int) -> list[MethodSpec]:
         else {"window": max(2, size // 16), "stride": max(1, size // 32)},
     }
     return [MethodSpec(name=m.name, params=params.get(m.name, {}))
-            for m in available_methods() if m.name not in NOT_GENERIC]
+            for m in available_methods() if m.name not in NOT_GENERIC
+            and (not fast or m.name in FAST_METHODS)]
 
 
 def metric_specs(preset: str, size: int, masks: str | None, scripted: bool
