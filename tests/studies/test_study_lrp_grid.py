@@ -3,6 +3,8 @@ keys, and the analysis on hand-made frames."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,7 +13,8 @@ from contract import assert_rankable
 from torch import nn
 
 from salbench.config import ConfigError
-from salbench.explain.lrp import linear_layers, relevance_by_layer
+from salbench.explain import FastLRPFallback
+from salbench.explain.lrp import LRP_BACKENDS, linear_layers, relevance_by_layer
 from salbench.metrics import region_perturbation, score
 from salbench.models import build, make_explainable
 from salbench.models.surgery import ConstantPad, fold_normalisation
@@ -235,6 +238,38 @@ def test_composites_address_the_same_layers_of_vgg16_bn():
     with torch.no_grad():
         assert torch.equal(model(x).gather(1, y[:, None]).flatten(), logits)
     assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 13
+
+
+@pytest.mark.parametrize("arch", ["vgg16", "vgg16_bn"])
+def test_the_fast_backend_gives_zennits_maps_at_every_kind_of_grid_point(arch, monkeypatch):
+    """The study's default LRP backend (``fast``) against Zennit on the study's model (folded
+    normalisation, batch norms with trained-like statistics): every composite and stabiliser at
+    grid values including 0, to 1e-5 of each map's largest |value|; no fallback."""
+    calls = []
+    fast = LRP_BACKENDS["fast"]
+    monkeypatch.setitem(LRP_BACKENDS, "fast", lambda *a: calls.append(1) or fast(*a))
+    torch.manual_seed(0)
+    model = build(arch, 10, 3, 32, 0.125)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            m.bias.data.uniform_(-0.1, 0.1)
+    model = make_explainable(fold_normalisation(model)).eval().double()
+    x, y = torch.rand(3, 3, 32, 32, dtype=torch.float64), torch.tensor([0, 4, 9])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FastLRPFallback)
+        for composite in ("decreasing_gamma", "tutorial"):
+            for stabiliser in ("zennit", "tutorial"):
+                for first, second in ((0.0, 0.0), (0.1, 0.001), (1.0, 0.25)):
+                    maps = [grid.lrp_maps(model, x, y, grid.grid_method(
+                        composite, stabiliser, first, second, (0.0, 1.0), backend=backend))
+                        for backend in ("fast", "zennit")]
+                    scale = maps[1].flatten(1).abs().amax(1).view(-1, 1, 1, 1)
+                    assert ((maps[0] - maps[1]).abs() <= 1e-5 * scale).all(), (
+                        composite, stabiliser, first, second)
+    assert len(calls) == 2 * 2 * 3  # the fast path ran for every point
 
 
 def test_decreasing_gamma_layers_of_the_text():

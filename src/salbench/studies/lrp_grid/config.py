@@ -45,7 +45,9 @@ class LrpGridConfig(Config):
     code: γ₁ on modules 1–17). ``explain_class`` names the class whose test images are
     explained (document: the 50 ImageNet axolotl images; ``None``: all classes); ``target_index``
     replaces the explained class index (ImageNet's 29 for a folder of axolotls). ``patch`` …
-    ``score`` are the region-perturbation settings (section 2.2, NOTES.md)."""
+    ``score`` are the region-perturbation settings (section 2.2, NOTES.md). ``lrp_backend``:
+    ``fast`` (salbench's closed-form rules, equal to Zennit's maps to 1e-5 and 2–5× faster;
+    models it cannot trace fall back to Zennit with a warning) or ``zennit``."""
 
     seed: int = Field(0, ge=0)
     data: DataSpec
@@ -65,6 +67,7 @@ class LrpGridConfig(Config):
         default_factory=lambda: list(STABILISERS))
     grid: list[float] = Field(default_factory=lambda: list(PAPER_GRID), min_length=1)
     decreasing_gamma_layers: Literal["table", "text"] = "table"
+    lrp_backend: Literal["fast", "zennit"] = "fast"
     sorts: list[Literal["morf", "lrf", "random"]] = Field(default_factory=lambda: list(SORTS))
     patch: int = Field(8, ge=1)
     fill: Literal["inpaint-telea", "inpaint-fast", "gray", "uniform", "mean", "blur"] = \

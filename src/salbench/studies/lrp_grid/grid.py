@@ -89,12 +89,14 @@ def composite_spec(composite: str, first: float, second: float, stabiliser: str,
 
 def grid_method(composite: str, stabiliser: str, first: float, second: float,
                 input_range: tuple[float, float],
-                decreasing_gamma_layers: str = "table") -> MethodSpec:
+                decreasing_gamma_layers: str = "table", backend: str = "zennit") -> MethodSpec:
     """The ``lrp_composite`` method of a grid point, stored as ``lrp_<composite>`` with the
-    factors composite, stabiliser, first and second."""
+    factors composite, stabiliser, first and second; ``backend``: the LRP implementation
+    (``zennit`` or ``fast``, equal to 1e-5: :mod:`salbench.explain.lrp_fast`)."""
     spec = composite_spec(composite, first, second, stabiliser, tuple(input_range),
                           decreasing_gamma_layers)
-    return MethodSpec(name="lrp_composite", params={"composite": spec.model_dump()},
+    return MethodSpec(name="lrp_composite",
+                      params={"composite": spec.model_dump(), "backend": backend},
                       label=f"lrp_{composite}",
                       factors={"composite": composite, "stabiliser": stabiliser,
                                "first": float(first), "second": float(second)})
@@ -180,7 +182,7 @@ def job_inputs(config: LrpGridConfig) -> dict[str, Any]:
     return {**source, "model_id": config.arch, "seed": config.seed,
             "samples": {"explain_class": config.explain_class, "n": config.n_samples,
                         "target_index": config.target_index},
-            "input_range": list(config.input_range)}
+            "input_range": list(config.input_range), "lrp_backend": config.lrp_backend}
 
 
 def data_spec(config: LrpGridConfig) -> dict[str, Any]:
@@ -272,7 +274,8 @@ def grid_point_job(config: dict, ctx: JobContext) -> dict[str, list[dict]]:
     AUC and curves per order; document 002, sections 3–4)."""
     ex = samples_and_model(config, ctx)
     method = grid_method(config["composite"], config["stabiliser"], config["first"],
-                         config["second"], config["input_range"], config.get("layers", "table"))
+                         config["second"], config["input_range"], config.get("layers", "table"),
+                         config["lrp_backend"])
     a = lrp_maps(ex.model, ex.x, ex.y, method)
     common = {"dataset": ex.dataset, "model_id": ex.model_id, "method": method.key,
               "method_params": method.params}
@@ -300,7 +303,8 @@ def layer_relevance_job(config: dict, ctx: JobContext) -> dict[str, list[dict]]:
     parts = []
     for setting, (first, second) in config["points"].items():
         method = grid_method(config["composite"], config["stabiliser"], first, second,
-                             config["input_range"], config.get("layers", "table"))
+                             config["input_range"], config.get("layers", "table"),
+                             config["lrp_backend"])
         result = score("layer_conservation", model=ex.model, x=ex.x, y=ex.y,
                        lrp_method=method.name, lrp_params=method.params)
         parts.append(metric_rows(result, dataset=ex.dataset, model_id=ex.model_id,
@@ -319,7 +323,7 @@ def optimal_gallery_job(config: dict, ctx: JobContext) -> None:
     maps = {}
     for setting, (first, second) in config["points"].items():
         method = grid_method(composite, stabiliser, first, second, config["input_range"],
-                             config.get("layers", "table"))
+                             config.get("layers", "table"), config["lrp_backend"])
         a = lrp_maps(ex.model, ex.x[:n], ex.y[:n], method)
         maps[f"{setting} ({first:.3g}, {second:.3g})"] = torch.nan_to_num(a, nan=0.0).cpu()
     for i in range(n):
