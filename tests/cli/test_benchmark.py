@@ -171,3 +171,15 @@ def test_bad_input_is_one_line_and_leaves_no_run_folder(user, tmp_path, case, me
     assert done.exit_code == 2, done.output
     assert message in done.output and len(done.output.strip().splitlines()) == 1
     assert not out.exists()
+
+
+@pytest.mark.parametrize("accuracy,says", [
+    (0.0, "far below chance (0.50): the classes of the data are probably in another order"),
+    (0.55, "close to chance (0.50)"), (0.95, "classifies these 20 images with accuracy 0.95")])
+def test_the_summary_says_what_the_accuracy_means(accuracy, says):
+    """A model far below chance has its classes swapped (alphabetical folders against the
+    model's order): the summary says so instead of calling it chance."""
+    from salbench.studies.benchmark.analysis import recommendation
+
+    lines = recommendation(pd.DataFrame(), pd.DataFrame(), accuracy, 0.5, 20)
+    assert says in lines[0] and lines[-1] == "No method could be scored."

@@ -73,7 +73,14 @@ def recommendation(scores: pd.DataFrame, checks: pd.DataFrame, accuracy: float |
     """The answer in sentences a clinician can read."""
     lines = []
     if accuracy is not None:
-        if accuracy <= chance + NEAR_CHANCE * (1 - chance):
+        if accuracy < chance - NEAR_CHANCE * chance:
+            lines.append(f"Warning: the model classifies these images with accuracy "
+                         f"{accuracy:.2f}, far below chance ({chance:.2f}): the classes of the "
+                         "data are probably in another order than the model's outputs (image "
+                         "folders are read in alphabetical order; an .npz's y sets its own), so "
+                         "the maps explain the wrong class and none of the scores below is a "
+                         "finding.")
+        elif accuracy <= chance + NEAR_CHANCE * (1 - chance):
             lines.append(f"Warning: the model classifies these images with accuracy "
                          f"{accuracy:.2f}, close to chance ({chance:.2f}): its explanations "
                          "cannot show what it learned, and none of the scores below is a "
