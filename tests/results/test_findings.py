@@ -10,6 +10,7 @@ import pytest
 from salbench.results.findings import (
     VERDICTS,
     Finding,
+    Gate,
     decide,
     finding,
     gate,
@@ -89,3 +90,10 @@ def test_findings_serialise_and_count_and_bad_verdicts_are_refused():
     assert set(verdict_counts([])) == set(VERDICTS)
     with pytest.raises(ValueError, match="verdict"):
         Finding("d", "c", "1", "x", 1.0, 0.0, 2.0, 3, "maybe", "tiny")
+
+
+def test_the_gate_banner_says_missed_passed_or_not_checked():
+    missed = Gate("accuracy", 0.9, {"a": 0.95, "b": 0.5})
+    assert missed.banner().startswith("ACCURACY GATE MISSED (accuracy gate 0.9 missed: b 0.500)")
+    assert Gate("accuracy", 0.9, {"a": 0.95}).banner() == ""
+    assert Gate("accuracy", 0.9, {}).banner().startswith("ACCURACY GATE NOT CHECKED")

@@ -159,6 +159,9 @@ class Gate:
         """The report section's first paragraph when the gate is missed, else ``""``."""
         if self.passed:
             return ""
+        if not self.scores:
+            return ("ACCURACY GATE NOT CHECKED: the run holds no test accuracy of its models, so "
+                    "the findings that need one are not testable here.\n\n")
         return (f"ACCURACY GATE MISSED ({self.describe()}): the findings that use these models "
                 "are not testable here, and the numbers below describe models under the "
                 "gate.\n\n")
