@@ -521,3 +521,15 @@ def test_rs_ratio_pools_cells_geometrically_and_skips_undefined_pairs():
     assert len(columns) == 6 and len(columns[0]) == 2  # s2 has no defined pair anywhere
     assert GF.mean_ratio(*columns) == pytest.approx(math.sqrt(2.0 * 2.0))
     assert GF.log2_distance_from_one(*columns) == pytest.approx(1.0)
+
+
+def test_rs_ratio_leaves_out_a_cell_without_any_defined_pair():
+    """A model x output whose supplementary regions are all empty (an all-zero map) has no
+    ratio; r pools the other cells instead of becoming NaN."""
+    paired = pd.DataFrame({
+        "model_id": ["a", "a", "b", "b"], "method": "D", "role": 1, "class_index": 0,
+        "sample_id": ["s0", "s1", "s0", "s1"], "GAD": [2.0, 4.0, 5.0, 7.0],
+        "supplementary": [1.0, 2.0, math.nan, math.nan]})
+    columns = GF.ratio_columns(paired)
+    assert GF.mean_ratio(*columns) == pytest.approx(2.0)
+    assert math.isnan(GF.mean_ratio(*GF.ratio_columns(paired[paired.model_id == "b"])))

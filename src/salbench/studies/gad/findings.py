@@ -20,6 +20,7 @@ Every finding needs every model of the config to pass the accuracy gate (``accur
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -123,12 +124,14 @@ def ratio_columns(paired: pd.DataFrame) -> list[np.ndarray]:
 
 
 def mean_ratio(*columns: np.ndarray) -> float:
-    """Geometric mean over cells of mean RS(GAD) / mean RS(Sup.) (columns of
-    :func:`ratio_columns`); NaN or infinite where a cell has no defined pair or a zero mean."""
+    """Geometric mean of mean RS(GAD) / mean RS(Sup.) over the cells (columns of
+    :func:`ratio_columns`) that have a defined pair; a cell without one (every supplementary
+    region empty, e.g. an all-zero map) is left out; NaN when no cell has one, infinite where a
+    mean RS is 0."""
     with np.errstate(divide="ignore", invalid="ignore"):
         logs = [np.log((g * w).sum() / (s * w).sum())
-                for g, s, w in zip(columns[0::3], columns[1::3], columns[2::3])]
-    return float(np.exp(np.mean(logs)))
+                for g, s, w in zip(columns[0::3], columns[1::3], columns[2::3]) if w.sum() > 0]
+    return float(np.exp(np.mean(logs))) if logs else math.nan
 
 
 def log2_distance_from_one(*columns: np.ndarray) -> float:
