@@ -212,9 +212,9 @@ def test_canonization_that_changes_the_logits_is_refused():
 
 def test_canonized_logit_check_by_hand():
     original = torch.tensor([[2.0, -1.0], [1e-3, 5e-4]])
-    check_canonized_logits(original + torch.tensor([[1.9e-4, 0.0], [0.0, 0.9e-7]]), original, [])
-    for shift in ([[2.1e-4, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 1.1e-7]]):
-        with pytest.raises(CanonizationError, match="tolerance 0.0001"):
+    check_canonized_logits(original + torch.tensor([[1.9e-3, 0.0], [0.0, 0.9e-6]]), original, [])
+    for shift in ([[2.1e-3, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 1.1e-6]]):
+        with pytest.raises(CanonizationError, match="tolerance 0.001"):
             check_canonized_logits(original + torch.tensor(shift), original, [])
 
 

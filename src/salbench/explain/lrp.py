@@ -75,8 +75,10 @@ ZENNIT_GUARD = 1e-6
 """Zennit's default stabiliser ε, used by the ``zennit`` stabiliser for rules without an ε."""
 TUTORIAL_GUARD = 1e-9
 """The constant the LRP tutorial adds to every denominator (document 002, section 2.1.5)."""
-CANONIZED_RTOL = 1e-4
-"""Largest |canonized − original| logit allowed, relative to the sample's largest |logit|."""
+CANONIZED_RTOL = 1e-3
+"""Largest |canonized − original| logit allowed, relative to the sample's largest |logit|: float32
+rounding of merged batch norms reaches 2e-4 on trained VGG-16-BN (measured), a wrong merge
+changes the logits by tens of percent."""
 
 
 class CanonizationError(ValueError):
