@@ -27,31 +27,32 @@ def x():
     return torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 
 
-def same(loaded, reference, x):
+def same(loaded, reference, x) -> bool:
+    """Whether the loaded model gives the reference's outputs on ``x``."""
     with torch.no_grad():
-        torch.testing.assert_close(loaded.model(x), reference(x), rtol=1e-5, atol=1e-6)
+        return torch.allclose(loaded.model(x), reference(x), rtol=1e-5, atol=1e-6)
 
 
 def test_a_torch_saved_module_and_its_state_dict(resnet, x, tmp_path):
     torch.save(resnet, tmp_path / "model.pt")
     loaded = load_model(tmp_path / "model.pt")
     assert (loaded.source, loaded.hooks) == ("module", True)
-    same(loaded, resnet, x)
+    assert same(loaded, resnet, x)
     torch.save(resnet.state_dict(), tmp_path / "state.pth")
     loaded = load_model(tmp_path / "state.pth", arch="resnet18")
     assert loaded.source == "state_dict" and "3 classes" in loaded.description  # read from fc
-    same(loaded, resnet, x)
+    assert same(loaded, resnet, x)
     torch.save({"state_dict": resnet.state_dict(), "epoch": 3}, tmp_path / "ckpt.pt")
-    same(load_model(tmp_path / "ckpt.pt", arch="resnet18"), resnet, x)
+    assert same(load_model(tmp_path / "ckpt.pt", arch="resnet18"), resnet, x)
     save_file(resnet.state_dict(), str(tmp_path / "state.safetensors"))
-    same(load_model(tmp_path / "state.safetensors", arch="resnet18"), resnet, x)
+    assert same(load_model(tmp_path / "state.safetensors", arch="resnet18"), resnet, x)
 
 
 def test_torchvision_architectures_beyond_the_zoo(x, tmp_path):
     torch.manual_seed(1)
     model = torchvision.models.mobilenet_v3_small(num_classes=4).eval()
     torch.save(model.state_dict(), tmp_path / "m.pt")
-    same(load_model(tmp_path / "m.pt", arch="mobilenet_v3_small"), model, x)
+    assert same(load_model(tmp_path / "m.pt", arch="mobilenet_v3_small"), model, x)
 
 
 def test_torchscript_loads_without_hooks(resnet, x, tmp_path):
@@ -60,7 +61,7 @@ def test_torchscript_loads_without_hooks(resnet, x, tmp_path):
         torch.jit.save(torch.jit.script(resnet), str(tmp_path / "model.ts"))
         loaded = load_model(tmp_path / "model.ts")
     assert (loaded.source, loaded.hooks) == ("torchscript", False)
-    same(loaded, resnet, x)
+    assert same(loaded, resnet, x)
 
 
 def test_a_salbench_checkpoint(tmp_path, x):
@@ -69,7 +70,7 @@ def test_a_salbench_checkpoint(tmp_path, x):
     save_checkpoint(model, tmp_path / "m.safetensors")
     loaded = load_model(tmp_path / "m.safetensors")
     assert loaded.source == "checkpoint"
-    same(loaded, model, x)
+    assert same(loaded, model, x)
 
 
 def test_a_factory(x, tmp_path, monkeypatch):
@@ -83,7 +84,7 @@ def test_a_factory(x, tmp_path, monkeypatch):
     assert loaded.source == "factory"
     torch.manual_seed(5)
     reference = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 2))
-    same(loaded, reference, x)
+    assert same(loaded, reference, x)
     sys.modules.pop("mymodels", None)
 
 
