@@ -15,6 +15,10 @@ HOOK_TABLES = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_back
 LIGHT = {"integrated_gradients": {"n_steps": 4}, "smoothgrad": {"nt_samples": 2},
          "gradient_shap": {"n_samples": 2}, "deeplift_shap": {"n_baselines": 2},
          "occlusion": {"window": 16, "stride": 16},
+         # uniform noise: SLIC needs a high compactness to cut it into more than one superpixel
+         **{name: {"n_segments": 8, "compactness": 100.0, **passes} for name, passes in
+            (("feature_ablation", {}), ("shapley_sampling", {"passes": 20}),
+             ("kernel_shap", {"passes": 20}), ("lime", {"passes": 20}))},
          "lrp_composite": {"composite": CompositeSpec(ranges=tutorial_ranges(),
                                                       stabiliser="tutorial")}}
 

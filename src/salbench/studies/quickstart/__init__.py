@@ -1,8 +1,9 @@
-"""The quickstart demo: both ground-truth datasets, two small models, every method, every metric.
+"""The quickstart demo: both ground-truth datasets, two small models, the documents' methods
+and metrics.
 
 ``salbench quickstart`` runs it at the ``tiny`` preset (minutes on a laptop CPU). It is a smoke
 test of the whole pipeline with real numbers, not a study of a document: the leaderboard it
-writes compares every registered attribution method on MRI lesions (binary masks) and synthetic
+writes compares the documents' attribution methods on MRI lesions (binary masks) and synthetic
 cells (five-band ground truth), each explained on a small ResNet-18 trained here.
 """
 

@@ -32,8 +32,11 @@ class QuickstartConfig(Config):
 
 
 def _methods(size: int, steps: int) -> list[dict]:
-    """Every registered method except GAD (it needs fitted support models: see the gad study) and
-    the generic ``lrp_composite`` (it needs a composite spec; the named composites are here). CAM
+    """The documents' methods: every registered method except GAD (it needs fitted support
+    models: see the gad study), the generic ``lrp_composite`` (it needs a composite spec; the
+    named composites are here) and the other tools' additions (CAM variants and perturbation
+    methods, a forward pass per channel or per sampled subset: ``salbench benchmark --preset
+    full`` runs them). CAM
     needs global average pooling before one linear layer, which the ResNets have. Parameters keep
     the costly methods cheap at this scale: ``steps`` integration steps, steps/2 noisy copies,
     occlusion windows of an eighth of the image."""

@@ -11,7 +11,7 @@ from salbench.studies.quickstart import analysis
 from salbench.studies.quickstart.grid import NAME
 
 TEXT = ("The end-to-end demo: both ground-truth datasets, a small ResNet-18 trained on each, "
-        "every registered method and every metric. It tests the pipeline with real numbers; the "
+        "the documents' methods and metrics. It tests the pipeline with real numbers; the "
         "documents' findings are tested by the studies.")
 
 
