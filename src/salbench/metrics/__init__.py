@@ -11,7 +11,9 @@ parameters. See ``docs/metrics.md``.
 from salbench.metrics import (  # noqa: F401 - importing a module registers its metrics
     cam_identities,
     classification,
+    complexity,
     conservation,
+    infidelity,
     regions,
     relevance,
 )
@@ -77,18 +79,27 @@ from salbench.metrics.registry import (
     score,
 )
 from salbench.metrics.robustness import TABLE_6, Sensitivity, avg_sensitivity, max_sensitivity
-from salbench.metrics.sanity import Randomisation, model_randomisation, spearman, ssim
+from salbench.metrics.sanity import (
+    Randomisation,
+    RandomLogit,
+    model_randomisation,
+    random_logit,
+    spearman,
+    ssim,
+)
 
 __all__ = [
     "AOPC_NOISE", "AOPC_REGION_SIZES", "CLAMPED", "KINDS", "STANDARD", "TABLE_6",
     "BlurFill", "ConstantFill", "Cost", "Curve", "FastInpaintFill", "FiveBandSchedule",
     "HaasResult", "MeanFill", "Metric", "MetricResult", "Output", "PerturbationCurves",
-    "Randomisation", "Sensitivity", "SoftFiveBand", "TeleaFill", "UniformFill", "aopc", "auroc",
+    "RandomLogit", "Randomisation", "Sensitivity", "SoftFiveBand", "TeleaFill", "UniformFill",
+    "aopc", "auroc",
     "available", "average_precision", "avg_sensitivity", "channel_adjust", "complexity_ratio",
     "fast_inpaint", "five_band_counts", "five_band_score", "get_metric", "haas",
     "heatmap_assisted_images", "hull_mask", "hull_sensitivity", "important_pixels", "iou",
     "label", "max_sensitivity", "model_randomisation", "occlusion_sensitivity", "pixel_flipping",
-    "pointing_game", "reduce_channels", "region_perturbation", "relevance_mass_accuracy",
+    "pointing_game", "random_logit", "reduce_channels", "region_perturbation",
+    "relevance_mass_accuracy",
     "relevance_rank_accuracy", "score", "soft_five_band", "spearman", "ssim", "step_counts",
     "stratify", "stratify_ground_truth", "supplementary_mask", "supplementary_sensitivity",
     "top_k_intersection", "top_k_precision",

@@ -1,4 +1,5 @@
-"""Sanity checks: model parameter randomisation (Adebayo et al. 2018).
+"""Sanity checks: model parameter randomisation (Adebayo et al. 2018) and the random logit test
+(Sixt et al. 2020, :func:`random_logit`).
 
 The explanations of the trained model are compared with those of copies whose layers are
 re-initialised one after another, from the output side (``top-down``) or the input side
@@ -177,3 +178,76 @@ R.register(
     curves=SIMILARITIES, adapt=_randomisation_result, cost=_randomisation_cost,
     source="Adebayo et al. 2018", summary="model parameter randomisation test: maps should "
     "change as layers are re-initialised")
+
+
+# ---------------------------------------------------------------- random logit
+
+
+class RandomLogit(NamedTuple):
+    """``off_class`` ``[B]``: the random other class explained per sample; ``scores``: per
+    similarity ``[B]``, the similarity of the maps for ``y`` and for ``off_class``."""
+
+    off_class: Tensor
+    scores: dict[str, Tensor]
+
+
+def random_other_classes(y: Tensor, n_classes: int, seed: int = 42) -> Tensor:
+    """One class ≠ y_i per sample, uniform over the other ``n_classes − 1``: u_i uniform on
+    {0, …, K − 2} from NumPy's ``RandomState(seed).randint`` (the draws of Quantus 0.6's
+    ``RandomLogit`` for the same seed and batch), then u_i + 1 where u_i ≥ y_i (skipping y_i)."""
+    u = np.random.RandomState(seed).randint(0, n_classes - 1, size=len(y))
+    u = torch.from_numpy(u).to(y.device, y.dtype)
+    return u + (u >= y).to(y.dtype)
+
+
+def random_logit(model: nn.Module, x: Tensor, y: Tensor, explain_fn: ExplainFn, *,
+                 a: Tensor | None = None, n_classes: int | None = None,
+                 similarities: Sequence[str] = SIMILARITIES, reduce: str = "sum",
+                 seed: int = 42) -> RandomLogit:
+    """Random logit test (Sixt et al. 2020, "When explanations lie: why many modified BP
+    attributions fail", ICML; Quantus 0.6 ``RandomLogit``): the similarity of the map explaining
+    class y and the map explaining a random other class (:func:`random_other_classes`, from
+    ``seed``). A class-sensitive method gives low similarity.
+
+    ``explain_fn(model, x, y) -> [B, C, H, W]`` (as :func:`model_randomisation`) explains ``y``
+    (unless ``a`` is given) and the other classes, one batched call each. ``n_classes``: the
+    number of classes K ≥ 2 (default: read from the model's output for one image). Both maps are
+    reduced over channels by ``reduce``, then compared by each of ``similarities``
+    (``spearman``, ``ssim`` on the 2-D maps, ``hog``). Quantus applies its similarity to the
+    flattened maps (its SSIM is then one-dimensional) after dividing each by its max |a|; the
+    tests show the mapping.
+    """
+    check_images(x)
+    check_targets(y, x.shape[0])
+    if not callable(explain_fn):
+        raise TypeError("explain_fn must be a callable explain_fn(model, x, y) -> Tensor")
+    for name in similarities:
+        check_choice(name, "similarities", SIMILARITIES)
+    if n_classes is None:
+        with torch.no_grad():
+            n_classes = int(model(x[:1]).shape[-1])
+    if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 2:
+        raise ValueError(f"n_classes must be an integer >= 2 (a class other than y must exist), "
+                         f"got {n_classes!r}")
+    if len(y) and (int(y.min()) < 0 or int(y.max()) >= n_classes):
+        raise ValueError(f"y holds classes {int(y.min())}..{int(y.max())}, outside "
+                         f"0..{n_classes - 1} (n_classes={n_classes})")
+    off = random_other_classes(y, n_classes, seed)
+    if a is None:
+        a = explain_fn(model, x, y)
+    original = reduce_channels(check_attributions(a).detach(), reduce)
+    other = reduce_channels(check_attributions(explain_fn(model, x, off).detach(),
+                                               "explain_fn output"), reduce)
+    return RandomLogit(off, {sim: _similarity(sim, original, other).to(x.dtype)
+                             for sim in similarities})
+
+
+R.register(
+    "random_logit", kind="explainer", function=random_logit,
+    outputs=[R.Output(sim, "lower", (-1.0, 1.0), f"{sim} similarity of the maps for the "
+                      "explained class and a random other class (lower = class-sensitive)")
+             for sim in SIMILARITIES],
+    adapt=lambda raw, p: (dict(raw.scores), {}, {}),
+    cost=lambda params, shape, model=None: R.Cost(explanations=1.0),
+    source="Sixt et al. 2020 (ICML), random logit test; as Quantus RandomLogit",
+    summary="maps for the explained class and a random other class should differ")
