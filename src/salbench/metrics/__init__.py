@@ -16,6 +16,7 @@ from salbench.metrics import (  # noqa: F401 - importing a module registers its 
     infidelity,
     regions,
     relevance,
+    road,
 )
 from salbench.metrics._checks import reduce_channels
 from salbench.metrics.fiveband import (
@@ -52,7 +53,9 @@ from salbench.metrics.perturbation import (
     TeleaFill,
     UniformFill,
     aopc,
+    deletion,
     fast_inpaint,
+    insertion,
     pixel_flipping,
     region_perturbation,
     step_counts,
@@ -93,7 +96,7 @@ __all__ = [
     "BlurFill", "ConstantFill", "Cost", "Curve", "FastInpaintFill", "FiveBandSchedule",
     "HaasResult", "MeanFill", "Metric", "MetricResult", "Output", "PerturbationCurves",
     "RandomLogit", "Randomisation", "Sensitivity", "SoftFiveBand", "TeleaFill", "UniformFill",
-    "aopc", "auroc",
+    "aopc", "auroc", "deletion", "insertion",
     "available", "average_precision", "avg_sensitivity", "channel_adjust", "complexity_ratio",
     "fast_inpaint", "five_band_counts", "five_band_score", "get_metric", "haas",
     "heatmap_assisted_images", "hull_mask", "hull_sensitivity", "important_pixels", "iou",

@@ -1,5 +1,6 @@
-"""Perturbation metrics: region perturbation / pixel flipping (document 002, sections 2.2, 3.3)
-and AOPC (document 003, sections 2.2.1, 4.3).
+"""Perturbation metrics: region perturbation / pixel flipping (document 002, sections 2.2, 3.3),
+AOPC (document 003, sections 2.2.1, 4.3) and the causal metrics deletion / insertion (Petsiuk,
+Das & Saenko 2018, "RISE", section 4.1).
 
 A perturbation metric is three swappable parts (STYLE.md): a **schedule** (which patches are
 flipped by step t: a patch order from the attributions plus cumulative counts), a **fill** (what
@@ -53,6 +54,9 @@ ORDERS = ("morf", "lrf", "random")
 BLOCK_BYTES = 64 * 2**20  # perturbed images built (and handed to a fill) at once
 AOPC_REGION_SIZES = (56, 28, 21, 16)  # region sizes for 224 px images (document 003, section 4.3)
 AOPC_NOISE = ("per-image", "per-step")  # when AOPC's uniform noise is drawn (see aopc)
+# Insertion's blurred start in the public RISE code (evaluation notebook: klen = 11, ksig = 5).
+RISE_BLUR_KERNEL = 11
+RISE_BLUR_SIGMA = 5.0
 
 
 class PerturbationCurves(NamedTuple):
@@ -187,16 +191,23 @@ class MeanFill:
 
 @dataclass(frozen=True)
 class BlurFill:
-    """The unperturbed image blurred by a Gaussian of ``sigma`` pixels (kernel 2·⌈3σ⌉ + 1,
-    reflect padding)."""
+    """The unperturbed image blurred by a Gaussian of ``sigma`` pixels (truncated to a ``kernel``
+    × ``kernel`` window, odd; default 2·⌈3σ⌉ + 1; at most the image size), reflect padding."""
 
     sigma: float = 5.0
+    kernel: int | None = None
     mask_dependent = False
+
+    def __post_init__(self) -> None:
+        if self.kernel is not None and (not isinstance(self.kernel, int) or self.kernel < 1
+                                        or self.kernel % 2 == 0):
+            raise ValueError(f"kernel must be an odd positive integer or None, got "
+                             f"{self.kernel!r}")
 
     def __call__(self, x: Tensor, mask: Tensor | None) -> Tensor:
         from torchvision.transforms.functional import gaussian_blur
 
-        k = 2 * math.ceil(3 * self.sigma) + 1
+        k = self.kernel or 2 * math.ceil(3 * self.sigma) + 1
         k = min(k, 2 * ((min(x.shape[-2:]) - 1) // 2) + 1)
         return gaussian_blur(x, [k, k], [self.sigma, self.sigma])
 
@@ -276,7 +287,8 @@ class FastInpaintFill:
 
 @dataclass(frozen=True)
 class ImageFill:
-    """Given replacement values ``[B, C, H, W]`` (a static fill; e.g. :func:`step_noise`)."""
+    """Given replacement values ``[B, C, H, W]`` (a static fill; e.g. :func:`step_noise`, or the
+    original images when :func:`insertion` perturbs its blurred start)."""
 
     values: Tensor
     mask_dependent = False
@@ -303,13 +315,14 @@ def step_noise(ranks: Tensor, shape: tuple[int, ...], region: int, low: float, h
     return low + (high - low) * image
 
 
-FILLS = ("gray", "uniform", "mean", "blur", "inpaint-telea", "inpaint-fast")
+FILLS = ("gray", "uniform", "mean", "blur", "blur-rise", "inpaint-telea", "inpaint-fast")
 
 
 def make_fill(fill: str | float | Fill, input_range: tuple[float, float], seed: int = 0) -> Fill:
     """Fill from a name: ``gray`` (midpoint of ``input_range``), ``uniform`` (noise over
-    ``input_range``), ``mean``, ``blur``, ``inpaint-telea``, ``inpaint-fast``; a number is a
-    constant; a :class:`Fill` object passes through."""
+    ``input_range``), ``mean``, ``blur`` (σ 5), ``blur-rise`` (σ 5 in an 11 × 11 kernel, RISE's
+    insertion start), ``inpaint-telea``, ``inpaint-fast``; a number is a constant; a
+    :class:`Fill` object passes through."""
     if isinstance(fill, (int, float)) and not isinstance(fill, bool):
         return ConstantFill(float(fill))
     if not isinstance(fill, str):
@@ -320,7 +333,9 @@ def make_fill(fill: str | float | Fill, input_range: tuple[float, float], seed: 
     lo, hi = input_range
     return {"gray": lambda: ConstantFill((lo + hi) / 2),
             "uniform": lambda: UniformFill(lo, hi, seed),
-            "mean": MeanFill, "blur": BlurFill, "inpaint-telea": TeleaFill,
+            "mean": MeanFill, "blur": BlurFill,
+            "blur-rise": lambda: BlurFill(RISE_BLUR_SIGMA, RISE_BLUR_KERNEL),
+            "inpaint-telea": TeleaFill,
             "inpaint-fast": FastInpaintFill}[fill]()
 
 
@@ -518,6 +533,76 @@ def aopc(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *, region: int = 16,
         return PerturbationCurves(value, curves, fractions)
 
 
+def _rise_steps(steps: str | None, x: Tensor) -> str:
+    """The schedule of :func:`deletion` / :func:`insertion`: ``steps`` as given (a
+    :func:`step_counts` string), or for ``None`` ``linear:W``: W pixels (one image row's worth)
+    per step, H steps (RISE's code: 224 pixels per step at 224 × 224). Checked here, before
+    any work."""
+    if steps is None:
+        steps = f"linear:{x.shape[-1]}"
+    if not isinstance(steps, str):
+        raise ValueError(f"steps must be None, 'linear:k', 'log:N' or 'square', got {steps!r}")
+    step_counts(steps, x.shape[-2] * x.shape[-1])
+    return steps
+
+
+def deletion(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *, steps: str | None = None,
+             fill: str | float | Fill = 0.0, input_range: tuple[float, float] = (0.0, 1.0),
+             reduce: str = "sum", score: str | ScoreFn = "probability",
+             memory_budget: int | None = None, precision: str = "fp32") -> PerturbationCurves:
+    """Deletion (Petsiuk, Das & Saenko 2018, "RISE", section 4.1, causal metrics).
+
+    Pixels are removed most relevant first (the map ``a`` reduced over channels by ``reduce``;
+    ties: lower pixel index first), all channels of a pixel together, replaced by ``fill``
+    (default the constant 0.0 in the model's input space: RISE's ``torch.zeros_like``, black for
+    inputs in [0, 1], the mean colour for mean/std-normalised ones; any :func:`make_fill` fill).
+    With p_t = softmax(f(x_t))_y the class probability after a fraction φ_t of the pixels is
+    removed (φ_0 = 0: the image itself, φ_S = 1: all pixels removed),
+    deletion = ∫₀¹ p dφ ≈ Σ_t (φ_{t+1} − φ_t)(p_t + p_{t+1})/2 (trapezoid), in [0, 1]; lower is
+    better (the probability should fall fast). ``steps``: a :func:`step_counts` string over the
+    H·W pixels; ``None`` (default) is ``linear:W``, W pixels (one row's worth) per step, H steps
+    (RISE's code: 224 pixels per step at 224 × 224). :func:`region_perturbation` with
+    ``patch=1``, ``order="morf"``; ``score``, ``memory_budget``, ``precision`` as there. Returns
+    :class:`PerturbationCurves` (curves ``[B, S+1]``, H + 1 forward passes per sample).
+    """
+    _check_common(model, x, y, a)
+    return region_perturbation(model, x, y, a, patch=1, order="morf", fill=fill,
+                               steps=_rise_steps(steps, x), input_range=input_range,
+                               reduce=reduce, score=score, memory_budget=memory_budget,
+                               precision=precision)
+
+
+def insertion(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *, steps: str | None = None,
+              start: str | float | Fill = "blur-rise",
+              input_range: tuple[float, float] = (0.0, 1.0), reduce: str = "sum",
+              score: str | ScoreFn = "probability", memory_budget: int | None = None,
+              precision: str = "fp32") -> PerturbationCurves:
+    """Insertion (Petsiuk, Das & Saenko 2018, "RISE", section 4.1, causal metrics).
+
+    The canvas starts as ``start`` (default ``"blur-rise"``: the image blurred by a Gaussian of
+    σ = 5 truncated to 11 × 11, RISE's code; any static :func:`make_fill` fill, e.g. ``0.0``; a
+    name or number keeps the recorded parameters serialisable) and the original
+    pixels are inserted most relevant first (``a`` reduced by ``reduce``; ties: lower pixel index
+    first). With p_t = softmax(f(x_t))_y after a fraction φ_t of the pixels is inserted (φ_0 = 0:
+    the blurred image, φ_S = 1: the original image), insertion = ∫₀¹ p dφ (trapezoid, as
+    :func:`deletion`); higher is better. The engine perturbs the start towards the original:
+    :func:`region_perturbation` on the canvas with ``patch=1``, ``order="morf"`` and
+    :class:`ImageFill` of ``x``. ``steps``, ``score``, ``memory_budget``, ``precision``: as
+    :func:`deletion`.
+    """
+    _check_common(model, x, y, a)
+    steps = _rise_steps(steps, x)
+    start_fn = make_fill(start, _check_range(input_range))
+    if start_fn.mask_dependent:
+        raise ValueError(f"start must be a static fill (one image per sample), got {start!r}")
+    check_choice(precision, "precision", PRECISIONS)
+    with torch.inference_mode():
+        canvas = start_fn(x, None)
+    return region_perturbation(model, canvas, y, a, patch=1, order="morf", fill=ImageFill(x),
+                               steps=steps, input_range=input_range, reduce=reduce, score=score,
+                               memory_budget=memory_budget, precision=precision)
+
+
 def _auc_direction(params: Mapping[str, Any]) -> str:
     """MoRF: lower is better (the score should fall fast); LRF: higher; random: ranks nothing."""
     return {"morf": "lower", "lrf": "higher"}.get(params["order"], "none")
@@ -538,6 +623,11 @@ def _steps_cost(params: Mapping[str, Any], shape: tuple[int, int, int], model=No
 def _aopc_cost(params: Mapping[str, Any], shape: tuple[int, int, int], model=None) -> R.Cost:
     n = math.ceil(shape[1] / params["region"]) * math.ceil(shape[2] / params["region"])
     return R.Cost(forward=(params["steps"] or n) + 1)
+
+
+def _rise_cost(params: Mapping[str, Any], shape: tuple[int, int, int], model=None) -> R.Cost:
+    steps = params["steps"] or f"linear:{shape[2]}"
+    return R.Cost(forward=len(step_counts(steps, shape[1] * shape[2])) + 1)
 
 
 def _auc_range(params: Mapping[str, Any]) -> tuple[float, float]:
@@ -562,3 +652,17 @@ R.register("aopc", kind="model", function=aopc,
            curves=["score"], cost=_aopc_cost, source="document 003, sections 2.2.1 and 4.3",
            adapt=lambda raw, p: _curve_result(raw, p, "aopc", "fraction perturbed"),
            summary="area over the MoRF perturbation curve")
+for _name, _fn, _direction, _done, _summary in (
+        ("deletion", deletion, "lower", "removed",
+         "class probability as the most relevant pixels are replaced by 0 (or another fill)"),
+        ("insertion", insertion, "higher", "inserted",
+         "class probability as the most relevant pixels are inserted into a blurred copy")):
+    R.register(_name, kind="model", function=_fn,
+               outputs=[R.Output(_name, _direction, _auc_range,
+                                 f"area under the class-probability curve over the fraction of "
+                                 f"pixels {_done}, most relevant first")],
+               curves=["score"], cost=_rise_cost,
+               source="Petsiuk, Das & Saenko 2018 (RISE), section 4.1",
+               adapt=lambda raw, p, _out=_name, _x=f"fraction {_done}": _curve_result(
+                   raw, p, _out, _x),
+               summary=_summary)
