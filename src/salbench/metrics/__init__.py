@@ -16,6 +16,7 @@ from salbench.metrics import (  # noqa: F401 - importing a module registers its 
     infidelity,
     regions,
     relevance,
+    removal,
     road,
 )
 from salbench.metrics._checks import reduce_channels
