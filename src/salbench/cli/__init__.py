@@ -17,6 +17,7 @@ from salbench.cli.common import fail, warn
 from salbench.cli.data import app as data_app
 from salbench.cli.evaluate import evaluate
 from salbench.cli.explain import explain, methods
+from salbench.cli.meta import meta
 from salbench.cli.report import report, write_report
 from salbench.cli.train import train
 from salbench.config import ConfigError
@@ -38,6 +39,7 @@ app.command("explain")(explain)
 app.command("methods")(methods)
 app.command("evaluate")(evaluate)
 app.command("report")(report)
+app.command("meta")(meta)
 console = Console()
 
 

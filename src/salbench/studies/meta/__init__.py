@@ -1,0 +1,313 @@
+"""Meta-evaluation: which metrics can you trust on your model and data?
+
+A metric is useful only if it tells good maps from bad ones. ``salbench meta --model model.pt
+--data images/ --masks masks/`` (or :func:`run_meta`) loads the model and the images as
+``salbench benchmark`` does (``salbench.models.loading``, ``salbench.data.sources``), builds the
+ground-truth mask as a map known good by construction, degraded copies of it and copies that
+should score the same (:mod:`~salbench.studies.meta.maps`), scores every applicable registered
+metric on all of them for several seeds, and judges each metric output by discrimination,
+resilience, stability and cost (:mod:`~salbench.studies.meta.analysis`).
+
+Applicable metrics are those scoring one given map: kinds ``ground_truth``, ``map`` and ``model``
+(``soft_five_band`` only with 0 / 0.4 / 0.9 ground truth). Metrics of a method rather than a map
+(``explainer``: sensitivity, randomisation), of a pair of maps or of the classifier alone are
+skipped with their reason, and so are outputs that rank nothing (direction ``none``) and set-level
+aggregates.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from salbench.data.sources import load_source
+from salbench.metrics import available, get_metric, label, score
+from salbench.runtime import resolve_device, seed_everything
+from salbench.studies.benchmark.config import ModelSource
+from salbench.studies.benchmark.grid import user_model
+from salbench.studies.benchmark.plan import mask_kind
+from salbench.studies.meta.analysis import agreement, discrimination, trust_table
+from salbench.studies.meta.maps import KINDS, make_maps
+
+SCORED_KINDS = ("ground_truth", "map", "model")
+NOT_A_MAP = {"explainer": "scores an explanation method (re-explains perturbed inputs), not a "
+                          "given map",
+             "map_pair": "compares two maps (needs a reference map)",
+             "model_pair": "compares two maps (needs a reference map)",
+             "classifier": "scores the classifier, not a map"}
+N_SAMPLES = 16
+SEEDS = 3
+FILES = ("scores.parquet", "trust.parquet", "discrimination.parquet", "agreement.parquet",
+         "meta.json")
+
+
+def cheap_params(name: str, size: int) -> dict[str, Any]:
+    """The cheap settings of metric ``name`` for images of side ``size`` (few perturbation steps
+    and samples; a [0, 1] input range as salbench's data and the benchmark use)."""
+    cheap = {
+        "region_perturbation": {"patch": max(2, size // 8)},
+        "aopc": {"region": max(1, size // 8), "steps": 8, "input_range": [0.0, 1.0]},
+        "haas": {"input_range": [0.0, 1.0]},
+        "pixel_flipping": {"steps": "log:16"},
+        "deletion": {"steps": "log:16"},
+        "insertion": {"steps": "log:16"},
+        "infidelity": {"n_samples": 10},
+        "top_k_intersection": {"k": min(1000, max(1, size * size // 10))},
+        "selectivity": {"patch": max(2, size // 8)},
+        "irof": {"n_segments": 16},
+        "road": {"percentages": [25, 50, 75]},
+    }
+    params = dict(cheap.get(name, {}))
+    known = get_metric(name).params
+    return {k: v for k, v in params.items() if k in known}
+
+
+def applicable(masks: str | None, names: list[str] | None = None
+               ) -> tuple[list[str], dict[str, str]]:
+    """The metrics to score (``names``, default every applicable one) for ground truth of kind
+    ``masks`` (``binary`` / ``levels``), and why the others are skipped. A named metric that
+    cannot score a given map is a ValueError naming ``--metrics``."""
+    chosen, skipped = [], {}
+    for spec in available():
+        if spec.kind not in SCORED_KINDS:
+            skipped[spec.name] = NOT_A_MAP[spec.kind]
+        elif spec.mask == "levels" and masks != "levels":
+            skipped[spec.name] = "needs document 001's 0 / 0.4 / 0.9 ground truth"
+        elif not any(o.level == "sample" and o.resolve_direction(spec.params) != "none"
+                     for o in spec.outputs):
+            skipped[spec.name] = "no per-sample output that ranks maps"
+        else:
+            chosen.append(spec.name)
+    if names is None:
+        return chosen, skipped
+    for name in names:
+        get_metric(name)  # ValueError naming the registered metrics
+        if name not in chosen:
+            raise ValueError(f"--metrics: {name!r} cannot score a given map here "
+                             f"({skipped[name]})")
+    return list(dict.fromkeys(names)), {}
+
+
+@dataclass
+class Inputs:
+    """The samples a meta-evaluation scores: model (``hooks``: False for TorchScript), images,
+    true classes, masks, sample ids, the masks' kind (``binary`` / ``levels``) and the count of
+    samples skipped for an empty mask."""
+
+    model: nn.Module
+    hooks: bool
+    x: Tensor
+    y: Tensor
+    m: Tensor
+    ids: list[str]
+    mask_kind: str
+    skipped_samples: int = 0
+
+
+def load_inputs(model: str | Path, data: str | Path, *, masks: str | Path | None = None,
+                arch: str | None = None, num_classes: int | None = None,
+                normalize: str = "none", size: int | None = None, n_samples: int = N_SAMPLES,
+                device: str = "cpu") -> Inputs:
+    """The model and the first ``n_samples`` samples with a non-empty mask (of the ``test``
+    split when the data have one); every problem is a one-line ValueError naming the argument."""
+    dataset = load_source(data, masks, size)
+    if "split" in dataset.meta and (dataset.meta["split"] == "test").any():
+        dataset = dataset.split("test")
+    kind = mask_kind(dataset)
+    if kind is None:
+        raise ValueError("--masks: meta-evaluation needs ground-truth masks and the data have "
+                         "none (give --masks or data with masks)")
+    filled = (dataset.masks.flatten(1).amax(1) > 0).nonzero().flatten().tolist()
+    chosen = dataset.subset(filled[:n_samples])
+    source = ModelSource.parse({"path": str(model), "arch": arch, "num_classes": num_classes,
+                                "normalize": normalize})
+    loaded = user_model(source, device)
+    x, y = chosen.x.to(device), chosen.y.to(device)
+    try:
+        with torch.inference_mode():
+            out = loaded.model(x[:2])
+    except RuntimeError as err:
+        raise ValueError(f"--data images are {tuple(x.shape[1:])} (C, H, W) but the model fails "
+                         f"on them: {str(err).strip().splitlines()[0][:160]}") from None
+    if out.ndim != 2:
+        raise ValueError(f"--model must return class scores [N, K], got shape {tuple(out.shape)}")
+    if int(y.max()) >= out.shape[1]:
+        raise ValueError(f"--data holds class {int(y.max())} but the model has {out.shape[1]} "
+                         f"outputs (classes 0..{out.shape[1] - 1})")
+    ids = chosen.meta["sample_id"].astype(str).tolist() if "sample_id" in chosen.meta \
+        else [str(i) for i in range(len(chosen))]
+    return Inputs(loaded.model, loaded.hooks, x, y, chosen.masks.to(device), ids, kind,
+                  len(dataset) - len(filled))
+
+
+def _rows(metric: str, params: dict, result, kind: str, seed: int, ids: list[str]
+          ) -> list[pd.DataFrame]:
+    spec = get_metric(metric)
+    parts = []
+    for output, values in result.values.items():
+        direction = spec.direction(output, params)
+        if direction == "none":
+            continue
+        parts.append(pd.DataFrame({
+            "metric": metric, "output": output, "score": label(metric, output, params),
+            "direction": direction, "kind": kind, "seed": seed, "sample_id": ids,
+            "value": values.numpy()}))
+    return parts
+
+
+def score_maps(inputs: Inputs, metrics: list[str], seeds: list[int]
+               ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
+    """Score every map kind of every seed with every metric: the long scores frame, the cost
+    per metric (declared ``forward`` passes and ``explanations`` per sample, measured
+    ``seconds_per_map``) and the metrics or map kinds that failed (name -> reason)."""
+    size = int(inputs.x.shape[-1])
+    kinds = [k for k in KINDS if inputs.hooks or k != "random_model"]
+    skipped = {} if inputs.hooks else {
+        "random_model maps": "need hooks on the model's modules (TorchScript)"}
+    parts: dict[str, list[pd.DataFrame]] = {name: [] for name in metrics}
+    seconds = dict.fromkeys(metrics, 0.0)
+    for seed in seeds:
+        try:
+            maps = make_maps(inputs.model, inputs.x, inputs.y, inputs.m, seed, kinds)
+        except (ValueError, RuntimeError, TypeError) as err:  # random_model on this model
+            if "random_model" not in kinds:
+                raise
+            skipped["random_model maps"] = str(err).strip().splitlines()[0][:200]
+            kinds = [k for k in kinds if k != "random_model"]
+            maps = make_maps(inputs.model, inputs.x, inputs.y, inputs.m, seed, kinds)
+        for name in list(parts):
+            spec = get_metric(name)
+            params = cheap_params(name, size) | ({"seed": seed} if "seed" in spec.params else {})
+            given = {"model": inputs.model, "x": inputs.x, "y": inputs.y, "m": inputs.m}
+            try:
+                for kind, a in maps.items():
+                    start = time.perf_counter()
+                    result = score(name, **{k: given[k] for k in spec.inputs if k != "a"}, a=a,
+                                   **params)
+                    seconds[name] += time.perf_counter() - start
+                    parts[name] += _rows(name, spec.resolve(params), result, kind, seed,
+                                         inputs.ids)
+            except (ValueError, RuntimeError, TypeError) as err:
+                skipped[name] = str(err).strip().splitlines()[0][:200] or type(err).__name__
+                del parts[name]
+    frames = [p for name in parts for p in parts[name]]
+    scores = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["metric", "output", "score", "direction", "kind", "seed", "sample_id", "value"])
+    shape = tuple(int(s) for s in inputs.x.shape[1:])
+    n_maps = len(seeds) * len(kinds) * len(inputs.ids)
+    costs = []
+    for name in parts:
+        cost = get_metric(name).estimate(cheap_params(name, size), shape, inputs.model)
+        costs.append({"metric": name, "forward": cost.forward,
+                      "explanations": cost.explanations,
+                      "seconds_per_map": seconds[name] / max(1, n_maps)})
+    return scores, pd.DataFrame(costs, columns=["metric", "forward", "explanations",
+                                                "seconds_per_map"]), skipped
+
+
+@dataclass
+class MetaResult:
+    """What :func:`run_meta` returns (and writes): the long ``scores``, the ``trust`` table,
+    the ``discrimination`` rows per (score, degraded kind), the ``agreement`` matrix, the
+    ``costs``, what was ``skipped`` (name -> reason) and the settings."""
+
+    scores: pd.DataFrame
+    trust: pd.DataFrame
+    discrimination: pd.DataFrame
+    agreement: pd.DataFrame
+    costs: pd.DataFrame
+    skipped: dict[str, str] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: settings, skipped, the trust table's rows and the agreement matrix."""
+        def clean(value: Any) -> Any:
+            if isinstance(value, (float, np.floating)):
+                return None if not math.isfinite(float(value)) else float(value)
+            if isinstance(value, np.integer):
+                return int(value)
+            if isinstance(value, np.bool_):
+                return bool(value)
+            return value
+
+        trust = [{k: clean(v) for k, v in row.items()}
+                 for row in self.trust.to_dict(orient="records")]
+        rho = [[clean(v) for v in row] for row in self.agreement.to_numpy()]
+        return {**self.settings, "skipped": self.skipped, "trust": trust,
+                "agreement": {"scores": list(self.agreement.columns), "rho": rho}}
+
+    def write(self, out: str | Path) -> Path:
+        """The tables as Parquet and everything as ``meta.json`` in the folder ``out``."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        self.scores.to_parquet(out / "scores.parquet", index=False)
+        self.trust.to_parquet(out / "trust.parquet", index=False)
+        self.discrimination.to_parquet(out / "discrimination.parquet", index=False)
+        self.agreement.reset_index().to_parquet(out / "agreement.parquet", index=False)
+        (out / "meta.json").write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        return out
+
+
+def check_options(n_samples: int, seeds: int, normalize: str) -> None:
+    """Options checked before any loading: one-line ValueErrors naming the option."""
+    if not isinstance(n_samples, int) or n_samples < 1:
+        raise ValueError(f"--n-samples must be a positive integer, got {n_samples!r}")
+    if not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"--seeds must be a positive integer, got {seeds!r}")
+    if normalize not in ("none", "imagenet"):
+        raise ValueError(f"--normalize must be none or imagenet, got {normalize!r}")
+
+
+def check_metrics(names: list[str] | None) -> None:
+    """Metric names checked before any loading: each registered and of a kind that scores a
+    given map (a one-line ValueError naming ``--metrics`` otherwise)."""
+    known = [spec.name for spec in available()]
+    for name in names or []:
+        if name not in known:
+            raise ValueError(f"--metrics: unknown metric {name!r} (see `salbench metrics`)")
+        kind = get_metric(name).kind
+        if kind not in SCORED_KINDS:
+            raise ValueError(f"--metrics: {name!r} cannot score a given map ({NOT_A_MAP[kind]})")
+    if names is not None and not names:
+        raise ValueError("--metrics: name at least one metric")
+
+
+def run_meta(model: str | Path, data: str | Path, *, masks: str | Path | None = None,
+             arch: str | None = None, num_classes: int | None = None, normalize: str = "none",
+             size: int | None = None, metrics: list[str] | None = None,
+             n_samples: int = N_SAMPLES, seeds: int = SEEDS, out: str | Path | None = None,
+             device: str = "auto") -> MetaResult:
+    """Meta-evaluate the metrics on ``model`` and ``data`` (+ ``masks``): see ``salbench meta
+    --help`` for each argument. Writes the tables to ``out`` when given; returns them."""
+    check_options(n_samples, seeds, normalize)
+    check_metrics(metrics)
+    dev = str(resolve_device(device))
+    seed_everything(0)
+    inputs = load_inputs(model, data, masks=masks, arch=arch, num_classes=num_classes,
+                         normalize=normalize, size=size, n_samples=n_samples, device=dev)
+    names, skipped = applicable(inputs.mask_kind, metrics)
+    seed_list = list(range(seeds))
+    scores, costs, failed = score_maps(inputs, names, seed_list)
+    skipped |= failed
+    if scores.empty:
+        raise ValueError("--metrics: no metric could score the maps ("
+                         + "; ".join(f"{k}: {v}" for k, v in list(failed.items())[:3]) + ")")
+    result = MetaResult(scores, trust_table(scores, costs), discrimination(scores),
+                        agreement(scores), costs, skipped, {
+                            "model": str(model), "data": str(data),
+                            "masks": None if masks is None else str(masks),
+                            "n_samples": len(inputs.ids), "seeds": seed_list,
+                            "skipped_samples_without_mask": inputs.skipped_samples,
+                            "kinds": sorted(set(scores["kind"]))})
+    if out is not None:
+        result.write(out)
+    return result

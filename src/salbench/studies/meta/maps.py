@@ -1,0 +1,85 @@
+"""The maps a meta-evaluation scores: one known good by construction, degraded copies of it, and
+copies that should score the same.
+
+- **good** (:data:`GOOD`): the ground-truth mask itself, ``m`` repeated over the channels
+  ``[B, C, H, W]`` — on data whose mask marks the pixels that drive the class, the best map
+  there is.
+- **degraded** (:data:`DEGRADED`): the mask plus Gaussian noise of σ = 0.25, 0.5 and 1 × the map's
+  standard deviation (per sample, one draw per pixel shared by the channels); the mask's pixels
+  in a random order (``shuffled``: the same values, so every permutation-invariant statistic is
+  unchanged); salbench's ``random`` method (U[0, 1) per pixel and channel); the ``random_model``
+  method (saliency of a copy of the model with every layer re-initialised).
+- **invariant** (:data:`INVARIANT`): changes that keep what the map says: ``scaled`` (× 2, a
+  positive constant) and ``jitter`` (noise of 1 % of the map's standard deviation).
+
+Every random draw comes from ``seed`` (and the kind), so one seed gives the same maps.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from salbench.explain import explain
+
+GOOD = "ground_truth"
+NOISE_LEVELS = {"noise_0.25": 0.25, "noise_0.5": 0.5, "noise_1": 1.0}
+DEGRADED = (*NOISE_LEVELS, "shuffled", "uniform_random", "random_model")
+SEVERE = ("noise_1", "shuffled", "uniform_random", "random_model")
+"""The degraded kinds a metric must tell from the good map to be trusted (light noise leaves the
+map nearly right: a metric may saturate there without being wrong)."""
+RANDOM = "uniform_random"
+"""The kind a metric that cannot tell from the good map is flagged for."""
+INVARIANT = ("scaled", "jitter")
+SCALE = 2.0
+JITTER = 0.01
+KINDS = (GOOD, *DEGRADED, *INVARIANT)
+
+
+def _generator(seed: int, kind: str) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed) * 1_000_003 + zlib.crc32(kind.encode()))
+
+
+def good_map(m: Tensor, channels: int) -> Tensor:
+    """The mask ``m`` ``[B, H, W]`` as a map ``[B, C, H, W]`` (float)."""
+    return m.float()[:, None].expand(-1, channels, -1, -1).contiguous()
+
+
+def _noise_like(good: Tensor, sigma: float, seed: int, kind: str) -> Tensor:
+    """``good`` + N(0, (σ · std of each sample's map)²), one draw per pixel for all channels."""
+    b, _, h, w = good.shape
+    noise = torch.randn((b, 1, h, w), generator=_generator(seed, kind)).to(good.device)
+    std = good.flatten(1).std(1).clamp_min(1e-12)[:, None, None, None]
+    return good + sigma * std * noise
+
+
+def shuffled(good: Tensor, seed: int) -> Tensor:
+    """Each sample's pixels (all channels together) in a random order from ``seed``."""
+    b, c, h, w = good.shape
+    keys = torch.rand((b, h * w), generator=_generator(seed, "shuffled")).to(good.device)
+    order = keys.argsort(1)
+    flat = good.flatten(2)
+    return flat.gather(2, order[:, None].expand(-1, c, -1)).reshape(good.shape)
+
+
+def make_maps(model: nn.Module, x: Tensor, y: Tensor, m: Tensor, seed: int,
+              kinds: Sequence[str] = KINDS) -> dict[str, Tensor]:
+    """Every map of ``kinds`` for the samples ``x``, ``y`` with masks ``m``, from ``seed``."""
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown:
+        raise ValueError(f"kinds must be among {list(KINDS)}, got {unknown}")
+    good = good_map(m, x.shape[1]).to(x.device)
+    makers: dict[str, Callable[[], Tensor]] = {
+        GOOD: lambda: good,
+        "shuffled": lambda: shuffled(good, seed),
+        RANDOM: lambda: explain(model, x, y, "random", seed=seed),
+        "random_model": lambda: explain(model, x, y, "random_model", seed=seed).detach(),
+        "scaled": lambda: good * SCALE,
+        "jitter": lambda: _noise_like(good, JITTER, seed, "jitter"),
+    }
+    for kind, sigma in NOISE_LEVELS.items():
+        makers[kind] = lambda sigma=sigma, kind=kind: _noise_like(good, sigma, seed, kind)
+    return {kind: makers[kind]() for kind in kinds}

@@ -1,0 +1,241 @@
+"""Meta-evaluation (``salbench meta``): on a hand-built model whose logit is driven by exactly the
+masked pixels, the ground-truth mask beats the random map on the ground-truth metrics (trusted);
+permutation-invariant map statistics cannot tell the mask from its shuffled copy (weak, for that
+kind); lower-is-better scores are oriented; the agreement matrix is Spearman's ρ; the command
+prints the table, writes its files, and refuses bad arguments in one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats as sps
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+from salbench.cli import app
+from salbench.studies.meta import run_meta
+from salbench.studies.meta.analysis import (
+    agreement,
+    discrimination,
+    resilience,
+    stability,
+    trust_table,
+)
+from salbench.studies.meta.maps import GOOD, INVARIANT, KINDS, make_maps, shuffled
+
+SIZE, N = 32, 13  # the last sample has no mask: skipped and counted
+GROUND_TRUTH = ("top_k_precision", "relevance_mass_accuracy", "auroc")
+
+
+def square_model() -> nn.Module:
+    """Class c's logit = 50 × mean over pixels of ReLU(x_c − 0.5): only the bright square of
+    channel c (0.9, on a background under 0.3) drives it, so the mask is truly what matters."""
+    model = nn.Sequential(nn.Conv2d(2, 2, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(2, 2))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.eye(2)[:, :, None, None])
+        model[0].bias.fill_(-0.5)
+        model[4].weight.copy_(torch.eye(2) * 50)
+        model[4].bias.zero_()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def user(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("meta")
+    rng = np.random.default_rng(0)
+    x = rng.random((N, 2, SIZE, SIZE)).astype(np.float32) * 0.3
+    y = np.arange(N) % 2
+    m = np.zeros((N, SIZE, SIZE), np.float32)
+    for i in range(N - 1):
+        r, c = rng.integers(0, SIZE - 10, 2)
+        h, w = rng.integers(6, 10, 2)
+        x[i, y[i], r:r + h, c:c + w] = 0.9
+        m[i, r:r + h, c:c + w] = 1
+    np.savez(root / "data.npz", x=x, y=y, masks=m)
+    np.savez(root / "nomasks.npz", x=x, y=y)
+    torch.save(square_model(), root / "model.pt")
+    return root
+
+
+@pytest.fixture(scope="module")
+def result(user):
+    return run_meta(user / "model.pt", user / "data.npz", seeds=2, n_samples=N, device="cpu")
+
+
+def row(result, score: str) -> dict:
+    table = result.trust.set_index("score")
+    return table.loc[score].to_dict()
+
+
+def test_the_ground_truth_beats_the_random_map_on_ground_truth_metrics(result):
+    assert result.settings["n_samples"] == N - 1
+    assert result.settings["skipped_samples_without_mask"] == 1
+    for name in GROUND_TRUTH:
+        r = row(result, name)
+        assert r["effect:uniform_random"] > 0.8 and r["low:uniform_random"] > 0, (name, r)
+        assert r["verdict"] == "trust", (name, r)
+    # and a MoRF perturbation curve on this model agrees (lower AUC is better)
+    flipping = row(result, "region_perturbation.auc [patch=4]")
+    assert flipping["direction"] == "lower" and flipping["low:uniform_random"] > 0
+
+
+def test_permutation_invariant_statistics_are_flagged_for_the_shuffled_mask(result):
+    disc = discrimination(result.scores).set_index(["score", "kind"])
+    for name in ("sparseness", "complexity"):
+        r = row(result, name)
+        assert r["effect:shuffled"] == 0 and r["low:shuffled"] <= 0 <= r["high:shuffled"]
+        assert not disc.loc[(name, "shuffled"), "separated"]
+        assert r["low:uniform_random"] > 0  # they do tell a sparse mask from dense noise
+        assert r["verdict"] == "weak" and "shuffled" in r["reason"]
+    # a map that is always finite cannot tell anything apart: flagged
+    assert row(result, "finite")["verdict"] == "flagged"
+
+
+def test_a_lower_is_better_metric_ranks_the_ground_truth_first(result):
+    scores = result.scores[result.scores["score"] == "complexity"]
+    assert set(scores["direction"]) == {"lower"}
+    good = scores[scores["kind"] == GOOD]["value"].mean()
+    noise = scores[scores["kind"] == "uniform_random"]["value"].mean()
+    assert good < noise and row(result, "complexity")["effect:uniform_random"] == 1.0
+
+
+def frame(good, other, direction, kind="uniform_random", seeds=(0,)) -> pd.DataFrame:
+    rows = []
+    for seed in seeds:
+        for i, (g, o) in enumerate(zip(good, other)):
+            for k, v in ((GOOD, g), (kind, o), ("scaled", g), ("jitter", g)):
+                rows.append({"metric": "m", "output": "m", "score": "m", "direction": direction,
+                             "kind": k, "seed": seed, "sample_id": str(i), "value": v})
+    return pd.DataFrame(rows)
+
+
+def test_direction_decides_the_sign_of_the_effect_on_a_hand_made_frame():
+    good, other = [0.1, 0.2, 0.3, 0.4, 0.5], [0.9, 0.8, 0.7, 0.6, 0.55]
+    lower = discrimination(frame(good, other, "lower")).iloc[0]
+    assert lower["effect"] == 1.0 and lower["share"] == 1.0 and lower["separated"]
+    higher = trust_table(frame(good, other, "higher")).iloc[0]
+    assert higher["effect:uniform_random"] == -1.0 and higher["verdict"] == "flagged"
+    assert "ranks the random map above" in higher["reason"]
+    ties = discrimination(frame(good, good, "higher")).iloc[0]
+    assert ties["effect"] == 0 and ties["share"] == 0.5 and not ties["separated"]
+
+
+def test_resilience_and_stability_on_a_hand_made_frame():
+    scores = frame([1.0] * 4, [0.0] * 4, "higher", seeds=(0, 1))
+    scaled = scores["kind"] == "scaled"
+    scores.loc[scaled, "value"] = 0.75  # a change that should not matter moves it by gap / 4
+    r = resilience(scores).iloc[0]
+    assert r["gap"] == 1.0 and r["change"] == 0.25 and r["resilience"] == 0.75
+    # seed 1: the degraded map wins on every sample -> per-seed effects +1 and -1
+    flip = (scores["seed"] == 1) & (scores["kind"] == "uniform_random")
+    scores.loc[flip, "value"] = 2.0
+    s = stability(scores).iloc[0]
+    assert s["n_seeds"] == 2 and s["seed_sd"] == pytest.approx(np.std([1, -1], ddof=1))
+
+
+def test_the_agreement_matrix_is_spearmans_rho_over_the_maps(result):
+    rho = agreement(result.scores)
+    assert list(rho.index) == list(rho.columns)
+    values = rho.to_numpy()
+    finite = np.isfinite(values)
+    np.testing.assert_allclose(values[finite], values.T[finite])
+    assert (np.diag(values) == 1).all()
+    wide = result.scores.pivot_table(index=["kind", "seed", "sample_id"], columns="score",
+                                     values="value")
+    lower = set(result.scores.loc[result.scores["direction"] == "lower", "score"])
+    checked = 0
+    for a, b in [("top_k_precision", "complexity"), ("auroc", "region_perturbation.auc "
+                                                     "[patch=4]"), ("sparseness", "iou")]:
+        sa = -wide[a] if a in lower else wide[a]
+        sb = -wide[b] if b in lower else wide[b]
+        pair = pd.concat([sa, sb], axis=1).dropna()
+        expected = sps.spearmanr(pair.iloc[:, 0], pair.iloc[:, 1]).statistic
+        assert rho.loc[a, b] == pytest.approx(expected) == pytest.approx(rho.loc[b, a])
+        checked += 1
+    assert checked == 3
+
+
+def test_maps_are_seeded_and_shuffling_keeps_the_values():
+    model = square_model()
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(3, 2, 8, 8, generator=g)
+    m = (torch.rand(3, 8, 8, generator=g) > 0.7).float()
+    y = torch.tensor([0, 1, 0])
+    one, again = make_maps(model, x, y, m, 0), make_maps(model, x, y, m, 0)
+    other = make_maps(model, x, y, m, 1)
+    assert set(one) == set(KINDS)
+    for kind in KINDS:
+        assert one[kind].shape == (3, 2, 8, 8)
+        torch.testing.assert_close(one[kind], again[kind])
+    for kind in ("noise_1", "shuffled", "uniform_random", "jitter"):
+        assert not torch.equal(one[kind], other[kind]), kind
+    torch.testing.assert_close(one[GOOD][:, 0], m)
+    mixed = shuffled(one[GOOD], 3)
+    torch.testing.assert_close(mixed.flatten(1).sort(1).values, one[GOOD].flatten(1).sort(1).values)
+    assert not torch.equal(mixed, one[GOOD])
+    noise = one["noise_1"] - one[GOOD]
+    ratio = noise[:, 0].flatten(1).std(1) / one[GOOD].flatten(1).std(1)
+    assert ((ratio > 0.6) & (ratio < 1.4)).all()
+    assert set(INVARIANT) <= set(one)
+
+
+def invoke(*args) -> object:
+    return CliRunner().invoke(app, ["meta", *[str(a) for a in args]])
+
+
+def test_the_command_prints_the_table_and_writes_its_files(user, tmp_path):
+    out = tmp_path / "meta"
+    done = invoke("--model", user / "model.pt", "--data", user / "data.npz", "--metrics",
+                  "top_k_precision,sparseness,region_perturbation", "--seeds", 2,
+                  "--n-samples", 6, "--out", out, "--device", "cpu")
+    assert done.exit_code == 0, done.output
+    assert "Which metrics to trust" in done.output and "Agreement" in done.output
+    assert "region_perturbation.auc [patch=4]" in done.output  # not eaten as markup
+    for name in ("scores.parquet", "trust.parquet", "discrimination.parquet",
+                 "agreement.parquet", "meta.json"):
+        assert (out / name).is_file(), name
+    trust = pd.read_parquet(out / "trust.parquet").set_index("score")
+    assert trust.loc["top_k_precision", "verdict"] == "trust"
+    assert trust.loc["sparseness", "verdict"] == "weak"
+    saved = json.loads((out / "meta.json").read_text())
+    assert saved["n_samples"] == 6 and saved["seeds"] == [0, 1]
+    assert len(saved["agreement"]["scores"]) == 3
+    as_json = invoke("--model", user / "model.pt", "--data", user / "data.npz", "--metrics",
+                     "iou", "--seeds", 1, "--n-samples", 4, "--out", tmp_path / "j", "--json",
+                     "--device", "cpu")
+    assert as_json.exit_code == 0, as_json.output
+    assert json.loads(as_json.output)["trust"][0]["score"] == "iou"
+
+
+@pytest.mark.parametrize("args, expected", [
+    (("--seeds", 0), "--seeds"),
+    (("--n-samples", 0), "--n-samples"),
+    (("--metrics", "nosuch"), "--metrics: unknown metric 'nosuch'"),
+    (("--metrics", "max_sensitivity"), "--metrics: 'max_sensitivity' cannot score a given map"),
+    (("--normalize", "zscore"), "--normalize"),
+])
+def test_bad_arguments_are_one_line_errors_before_any_work(user, tmp_path, args, expected):
+    out = tmp_path / "bad"
+    done = invoke("--model", user / "model.pt", "--data", user / "data.npz", "--out", out,
+                  "--device", "cpu", *args)
+    assert done.exit_code == 2
+    assert expected in done.output and len(done.output.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_bad_inputs_name_the_argument(user, tmp_path):
+    for args, expected in [(("--data", user / "nomasks.npz"), "--masks"),
+                           (("--data", user / "missing"), "--data"),
+                           (("--model", user / "missing.pt"), "--model")]:
+        given = {"--model": user / "model.pt", "--data": user / "data.npz"}
+        given[args[0]] = args[1]
+        done = invoke(*[v for kv in given.items() for v in kv], "--out", tmp_path / "x",
+                      "--device", "cpu")
+        assert done.exit_code == 2 and expected in done.output, done.output
+        assert len(done.output.strip().splitlines()) == 1
