@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.ndimage import correlate1d
-from tests.metrics.conftest import tiny_cnn
+from tests.metrics.conftest import Counting, tiny_cnn
 from torch import nn
 
 from salbench.metrics import get_metric, score
@@ -27,18 +27,6 @@ class Linear2(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = (x * self.w).flatten(1).sum(1)
         return torch.stack([z, torch.zeros_like(z)], 1)
-
-
-class Counting(nn.Module):
-    """Wraps a model and counts the images that go through it."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model, self.images = model, 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.images += len(x)
-        return self.model(x)
 
 
 def sigmoid(v: float) -> float:

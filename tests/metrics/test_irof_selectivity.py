@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
+from tests.metrics.conftest import Counting, tiny_cnn
 from torch import nn
 
-from conftest import tiny_cnn
 from salbench.metrics import get_metric, score
 from salbench.metrics.removal import (
     MinFill,
@@ -22,18 +22,6 @@ from salbench.metrics.removal import (
     irof,
     selectivity,
 )
-
-
-class Counting(nn.Module):
-    """Wraps a model and counts the images that go through it."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model, self.images = model, 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.images += len(x)
-        return self.model(x)
 
 
 @dataclass(frozen=True)

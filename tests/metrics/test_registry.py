@@ -10,9 +10,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch import nn
+from tests.metrics.conftest import Counting, gradient_explain, tiny_cnn
 
-from conftest import gradient_explain, tiny_cnn
 from salbench.metrics import (
     KINDS,
     MetricResult,
@@ -25,18 +24,6 @@ from salbench.metrics import (
     top_k_precision,
 )
 from salbench.metrics.registry import DIRECTIONS, jsonable
-
-
-class Counting(nn.Module):
-    """Wraps a model and counts the images that go through it."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model, self.images = model, 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.images += len(x)
-        return self.model(x)
 
 
 def inputs(b: int = 3, size: int = 16) -> dict:

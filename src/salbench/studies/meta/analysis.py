@@ -64,6 +64,14 @@ def _paired(scores: pd.DataFrame, kind: str) -> pd.DataFrame:
     return both.reset_index()
 
 
+def _signed(scores: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """:func:`_paired` with ``sign``: :func:`oriented_signs` of good against ``kind``."""
+    both = _paired(scores, kind)
+    both["sign"] = oriented_signs(both["good"].to_numpy(), both["other"].to_numpy(),
+                                  both["direction"].to_numpy())
+    return both
+
+
 def oriented_signs(good: np.ndarray, other: np.ndarray, direction: np.ndarray) -> np.ndarray:
     """+1 where ``good`` is better than ``other`` in ``direction`` (higher/lower), −1 where it is
     worse, 0 for a tie (relative difference under :data:`TIE`)."""
@@ -78,11 +86,9 @@ def discrimination(scores: pd.DataFrame, kinds: Sequence[str] = DEGRADED) -> pd.
     _check(scores)
     rows = []
     for kind in kinds:
-        both = _paired(scores, kind)
+        both = _signed(scores, kind)
         if both.empty:
             continue
-        both["sign"] = oriented_signs(both["good"].to_numpy(), both["other"].to_numpy(),
-                                      both["direction"].to_numpy())
         for (score, direction), part in both.groupby(["score", "direction"], sort=True):
             per_sample = part.groupby("sample_id")["sign"].mean().to_numpy()
             effect, low, high = bootstrap_ci(per_sample, n_boot=N_BOOT, confidence=CONFIDENCE,
@@ -129,11 +135,9 @@ def stability(scores: pd.DataFrame, kinds: Sequence[str] = DEGRADED) -> pd.DataF
     _check(scores)
     per_seed = []
     for kind in kinds:
-        both = _paired(scores, kind)
+        both = _signed(scores, kind)
         if both.empty:
             continue
-        both["sign"] = oriented_signs(both["good"].to_numpy(), both["other"].to_numpy(),
-                                      both["direction"].to_numpy())
         effect = both.groupby(["score", "seed"])["sign"].mean().rename("effect").reset_index()
         effect["kind"] = kind
         per_seed.append(effect)
