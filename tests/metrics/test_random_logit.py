@@ -105,3 +105,16 @@ def test_bad_arguments_are_clear_errors(params, message):
         random_logit(tiny_cnn(), x, y, gradient_explain, **params)
     with pytest.raises(TypeError, match="explain_fn must be a callable"):
         random_logit(tiny_cnn(), x, y, None)
+
+
+def test_a_model_in_train_mode_comes_back_unchanged():
+    """The class count is read with one forward pass: in eval mode, batch norm untouched."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4),
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                torch.nn.Linear(4, 3)).train()
+    x, y = data()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    random_logit(model, x, y, lambda m, inputs, targets: inputs.clone(), a=x.clone())
+    assert model.training
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key

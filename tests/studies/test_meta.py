@@ -59,6 +59,7 @@ def user(tmp_path_factory) -> Path:
         m[i, r:r + h, c:c + w] = 1
     np.savez(root / "data.npz", x=x, y=y, masks=m)
     np.savez(root / "nomasks.npz", x=x, y=y)
+    np.savez(root / "emptymasks.npz", x=x, y=y, masks=np.zeros_like(m))
     torch.save(square_model(), root / "model.pt")
     return root
 
@@ -231,6 +232,7 @@ def test_bad_arguments_are_one_line_errors_before_any_work(user, tmp_path, args,
 
 def test_bad_inputs_name_the_argument(user, tmp_path):
     for args, expected in [(("--data", user / "nomasks.npz"), "--masks"),
+                           (("--data", user / "emptymasks.npz"), "--masks"),  # all empty
                            (("--data", user / "missing"), "--data"),
                            (("--model", user / "missing.pt"), "--model")]:
         given = {"--model": user / "model.pt", "--data": user / "data.npz"}
@@ -239,3 +241,15 @@ def test_bad_inputs_name_the_argument(user, tmp_path):
                       "--device", "cpu")
         assert done.exit_code == 2 and expected in done.output, done.output
         assert len(done.output.strip().splitlines()) == 1
+
+
+def test_a_library_call_leaves_the_callers_random_state_as_it_was(user):
+    import random
+
+    random.seed(7), np.random.seed(7), torch.manual_seed(7)
+    expected = (random.random(), np.random.random(), torch.rand(1))
+    random.seed(7), np.random.seed(7), torch.manual_seed(7)
+    run_meta(user / "model.pt", user / "data.npz", seeds=1, n_samples=2, device="cpu",
+             metrics=["top_k_precision"])
+    assert (random.random(), np.random.random()) == expected[:2]
+    assert torch.equal(torch.rand(1), expected[2])

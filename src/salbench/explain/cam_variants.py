@@ -5,7 +5,8 @@ Notation as in :mod:`salbench.explain.cam`: ``A^k`` the k-th feature map (``[D1,
 layer, ``y^c`` the target logit, ``g^k = ∂y^c/∂A^k``. Every variant is a weighted sum of the
 feature maps (LayerCAM: weighted per position; Eigen-CAM: a projection); the raw map has no ReLU
 and no rescaling, and the upsampled map is :func:`salbench.explain.cam.upsample`'s (optional
-ReLU, bilinear resize, optional min–max), the order pytorch-grad-cam applies. Where
+ReLU, bilinear resize, optional min–max; pytorch-grad-cam scales before resizing, which agrees
+up to the range: see ``upsample``). Where
 pytorch-grad-cam (``grad-cam`` 1.5.7, the test oracle) departs from the paper or adds a constant,
 salbench follows pytorch-grad-cam and says so in the function's docstring.
 

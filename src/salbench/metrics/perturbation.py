@@ -320,8 +320,8 @@ FILLS = ("gray", "uniform", "mean", "blur", "blur-rise", "inpaint-telea", "inpai
 
 def make_fill(fill: str | float | Fill, input_range: tuple[float, float], seed: int = 0) -> Fill:
     """Fill from a name: ``gray`` (midpoint of ``input_range``), ``uniform`` (noise over
-    ``input_range``), ``mean``, ``blur`` (σ 5), ``blur-rise`` (σ 5 in an 11 × 11 kernel, RISE's
-    insertion start), ``inpaint-telea``, ``inpaint-fast``; a number is a constant; a
+    ``input_range``), ``mean``, ``blur`` (σ 5), ``blur-rise`` (σ 5 in an 11 × 11 kernel: RISE's
+    insertion σ and window), ``inpaint-telea``, ``inpaint-fast``; a number is a constant; a
     :class:`Fill` object passes through."""
     if isinstance(fill, (int, float)) and not isinstance(fill, bool):
         return ConstantFill(float(fill))
@@ -580,11 +580,12 @@ def insertion(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *, steps: str |
     """Insertion (Petsiuk, Das & Saenko 2018, "RISE", section 4.1, causal metrics).
 
     The canvas starts as ``start`` (default ``"blur-rise"``: the image blurred by a Gaussian of
-    σ = 5 truncated to 11 × 11, RISE's code; any static :func:`make_fill` fill, e.g. ``0.0``; a
-    name or number keeps the recorded parameters serialisable) and the original
-    pixels are inserted most relevant first (``a`` reduced by ``reduce``; ties: lower pixel index
-    first). With p_t = softmax(f(x_t))_y after a fraction φ_t of the pixels is inserted (φ_0 = 0:
-    the blurred image, φ_S = 1: the original image), insertion = ∫₀¹ p dφ (trapezoid, as
+    σ = 5 truncated to 11 × 11, RISE's σ and window but not its kernel, which folds the tails
+    back and zero-pads: docs/metrics.md; any static :func:`make_fill` fill, e.g. ``0.0``; a name
+    or number keeps the recorded parameters serialisable) and the original pixels are inserted
+    most relevant first (``a`` reduced by ``reduce``; ties: lower pixel index first). With
+    p_t = softmax(f(x_t))_y after a fraction φ_t of the pixels is inserted (φ_0 = 0: the blurred
+    image, φ_S = 1: the original image), insertion = ∫₀¹ p dφ (trapezoid, as
     :func:`deletion`); higher is better. The engine perturbs the start towards the original:
     :func:`region_perturbation` on the canvas with ``patch=1``, ``order="morf"`` and
     :class:`ImageFill` of ``x``. ``steps``, ``score``, ``memory_budget``, ``precision``: as

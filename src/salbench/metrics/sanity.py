@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from skimage.feature import hog
 from torch import Tensor, nn
 
+from salbench.explain.checks import preserved_model
 from salbench.metrics import registry as R
 from salbench.metrics._checks import (
     average_ranks,
@@ -224,7 +225,7 @@ def random_logit(model: nn.Module, x: Tensor, y: Tensor, explain_fn: ExplainFn, 
     for name in similarities:
         check_choice(name, "similarities", SIMILARITIES)
     if n_classes is None:
-        with torch.no_grad():
+        with preserved_model(model), torch.no_grad():
             n_classes = int(model(x[:1]).shape[-1])
     if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 2:
         raise ValueError(f"n_classes must be an integer >= 2 (a class other than y must exist), "

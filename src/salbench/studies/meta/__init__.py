@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,8 +47,6 @@ NOT_A_MAP = {"explainer": "scores an explanation method (re-explains perturbed i
              "classifier": "scores the classifier, not a map"}
 N_SAMPLES = 16
 SEEDS = 3
-FILES = ("scores.parquet", "trust.parquet", "discrimination.parquet", "agreement.parquet",
-         "meta.json")
 
 
 def cheap_params(name: str, size: int) -> dict[str, Any]:
@@ -291,7 +290,19 @@ def run_meta(model: str | Path, data: str | Path, *, masks: str | Path | None = 
     check_options(n_samples, seeds, normalize)
     check_metrics(metrics)
     dev = str(resolve_device(device))
-    seed_everything(0)
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:  # a library call: the caller's random state comes back as it was
+        with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
+            seed_everything(0)
+            return _run(model, data, masks, arch, num_classes, normalize, size, metrics,
+                        n_samples, seeds, out, dev)
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
+def _run(model, data, masks, arch, num_classes, normalize, size, metrics, n_samples, seeds,
+         out, dev) -> MetaResult:
     inputs = load_inputs(model, data, masks=masks, arch=arch, num_classes=num_classes,
                          normalize=normalize, size=size, n_samples=n_samples, device=dev)
     names, skipped = applicable(inputs.mask_kind, metrics)
