@@ -129,8 +129,9 @@ PRESETS = {
     # 2 CPU cores: what learns the ten classes from scratch here (docs/studies/cells.md, probes
     # of 15-20 epochs on the 9600 cells of the document): ResNet-18 at 64 px, width 1/4, with
     # flips reaches 0.87 test accuracy (ResNet-34 stand-in: the same family, half the cost);
-    # AlexNet needs 128 px (0.46 at 64 px, 0.81 at 128 px); VGG-16 with batch norm (VGG-16
-    # without it stays at chance) needs 128 px too (0.62 at 64 px, 0.965 at 128 px, width 1/8).
+    # AlexNet needs 128 px (0.46 at 64 px, 0.79-0.82 at 128 px: on the 0.80 gate); VGG-16 with
+    # batch norm (VGG-16 without it stays at chance) learns at 128 px only, and not reliably
+    # (width 1/8: 0.62 at 64 px; at 128 px 0.965 in a probe, 0.66 in the study run's seed).
     # Adam 1e-3, batch 32, lr x0.3 every 7 epochs for the base models (the document's 1e-4
     # fine-tunes ImageNet weights); three branches of the document's regular evaluation at its
     # lr 1e-4 and batch 16, at most 2 epochs; 200 samples explained per branch; no AlexNet + k
