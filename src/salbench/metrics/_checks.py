@@ -100,6 +100,17 @@ def check_spatial(name: str, a: Tensor, x: Tensor) -> None:
         raise ValueError(f"{name} must have 1 or {x.shape[1]} channels, got {a.shape[1]}")
 
 
+def check_model_inputs(model, x: Tensor, y: Tensor, a: Tensor) -> None:
+    """The inputs of a metric that runs the model: a module or callable, images ``x``, one
+    target per image ``y``, attributions ``a`` on ``x``'s grid."""
+    if not isinstance(model, torch.nn.Module) and not callable(model):
+        raise TypeError(f"model must be a torch.nn.Module or callable, got {type(model).__name__}")
+    check_images(x)
+    check_targets(y, x.shape[0])
+    check_attributions(a)
+    check_spatial("a", a, x)
+
+
 def average_ranks(s: Tensor) -> Tensor:
     """1-based ranks of each row ascending, ties get the mean of their ranks (as scipy)."""
     sorted_s, order = torch.sort(s, dim=1)

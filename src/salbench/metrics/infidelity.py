@@ -25,10 +25,7 @@ from torch import Tensor, nn
 from salbench.metrics import registry as R
 from salbench.metrics._checks import (
     ScoreFn,
-    check_attributions,
-    check_images,
-    check_spatial,
-    check_targets,
+    check_model_inputs,
     chunk_size,
     forward_chunks,
     target_score,
@@ -65,12 +62,7 @@ def infidelity(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *, std: float 
     (Captum's ``normalize=True``; the optimal scaling of Yeh et al.'s code). The model is used as
     given (call ``model.eval()`` first); no gradients are taken.
     """
-    if not isinstance(model, nn.Module) and not callable(model):
-        raise TypeError(f"model must be a torch.nn.Module or callable, got {type(model).__name__}")
-    check_images(x)
-    check_targets(y, x.shape[0])
-    check_attributions(a)
-    check_spatial("a", a, x)
+    check_model_inputs(model, x, y, a)
     if isinstance(std, bool) or not isinstance(std, (int, float)) or not std > 0:
         raise ValueError(f"std must be a positive number (the noise standard deviation), got "
                          f"{std!r}")

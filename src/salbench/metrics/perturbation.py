@@ -39,11 +39,8 @@ from torch import Tensor, nn
 from salbench.metrics import registry as R
 from salbench.metrics._checks import (
     ScoreFn,
-    check_attributions,
     check_choice,
-    check_images,
-    check_spatial,
-    check_targets,
+    check_model_inputs,
     reduce_channels,
     target_score,
 )
@@ -413,15 +410,6 @@ def _check_range(input_range: object) -> tuple[float, float]:
     return lo, hi
 
 
-def _check_common(model: nn.Module, x: Tensor, y: Tensor, a: Tensor) -> None:
-    if not isinstance(model, nn.Module) and not callable(model):
-        raise TypeError(f"model must be a torch.nn.Module or callable, got {type(model).__name__}")
-    check_images(x)
-    check_targets(y, x.shape[0])
-    check_attributions(a)
-    check_spatial("a", a, x)
-
-
 def region_perturbation(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *, patch: int = 8,
                         order: str = "morf", fill: str | float | Fill = "gray",
                         steps: str = "square", input_range: tuple[float, float] = (0.0, 1.0),
@@ -449,7 +437,7 @@ def region_perturbation(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *, pa
     cached). ``precision``: ``fp32``, or ``bf16`` autocast (curves within
     :data:`~salbench.metrics.passes.BF16_TOLERANCE` of fp32; :mod:`salbench.metrics.passes`).
     """
-    _check_common(model, x, y, a)
+    check_model_inputs(model, x, y, a)
     if not isinstance(patch, int) or not 1 <= patch <= min(x.shape[-2:]):
         raise ValueError(f"patch must be an integer side length in [1, {min(x.shape[-2:])}], "
                          f"got {patch!r}")
@@ -503,7 +491,7 @@ def aopc(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *, region: int = 16,
     averaging the returned per-sample scores. ``memory_budget``, ``precision``: as
     :func:`region_perturbation`.
     """
-    _check_common(model, x, y, a)
+    check_model_inputs(model, x, y, a)
     if not isinstance(region, int) or not 1 <= region <= min(x.shape[-2:]):
         raise ValueError(f"region must be an integer side length in [1, {min(x.shape[-2:])}], "
                          f"got {region!r}")
@@ -565,7 +553,7 @@ def deletion(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *, steps: str | 
     ``patch=1``, ``order="morf"``; ``score``, ``memory_budget``, ``precision`` as there. Returns
     :class:`PerturbationCurves` (curves ``[B, S+1]``, H + 1 forward passes per sample).
     """
-    _check_common(model, x, y, a)
+    check_model_inputs(model, x, y, a)
     return region_perturbation(model, x, y, a, patch=1, order="morf", fill=fill,
                                steps=_rise_steps(steps, x), input_range=input_range,
                                reduce=reduce, score=score, memory_budget=memory_budget,
@@ -591,7 +579,7 @@ def insertion(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *, steps: str |
     :class:`ImageFill` of ``x``. ``steps``, ``score``, ``memory_budget``, ``precision``: as
     :func:`deletion`.
     """
-    _check_common(model, x, y, a)
+    check_model_inputs(model, x, y, a)
     steps = _rise_steps(steps, x)
     start_fn = make_fill(start, _check_range(input_range))
     if start_fn.mask_dependent:

@@ -26,12 +26,17 @@ from torch import Tensor, nn
 
 from salbench.explain.perturbation_methods import DEFAULT_COMPACTNESS, DEFAULT_SEGMENTS, superpixels
 from salbench.metrics import registry as R
-from salbench.metrics._checks import ScoreFn, check_choice, reduce_channels, target_score
+from salbench.metrics._checks import (
+    ScoreFn,
+    check_choice,
+    check_model_inputs,
+    reduce_channels,
+    target_score,
+)
 from salbench.metrics.passes import PRECISIONS
 from salbench.metrics.perturbation import (
     Fill,
     PerturbationCurves,
-    _check_common,
     _check_range,
     area_under_curve,
     make_fill,
@@ -135,7 +140,7 @@ def irof(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *, segments: Tensor 
     superpixels repeats its fully removed image), i.e. max_b K_b + 1 forward passes per sample.
     ``memory_budget``, ``precision``: as :func:`~salbench.metrics.perturbation.region_perturbation`.
     """
-    _check_common(model, x, y, a)
+    check_model_inputs(model, x, y, a)
     check_choice(precision, "precision", PRECISIONS)
     fill_fn = _fill(fill, _check_range(input_range), seed)
     if segments is None:
@@ -194,7 +199,7 @@ def selectivity(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *,
     map finds the evidence first). P + 1 forward passes per sample. ``memory_budget``,
     ``precision``: as :func:`~salbench.metrics.perturbation.region_perturbation`.
     """
-    _check_common(model, x, y, a)
+    check_model_inputs(model, x, y, a)
     if not isinstance(patch, int) or isinstance(patch, bool) or not (
             1 <= patch <= min(x.shape[-2:])):
         raise ValueError(f"patch must be an integer side length in [1, {min(x.shape[-2:])}], "

@@ -38,11 +38,8 @@ from torch import Tensor, nn
 from salbench.metrics import registry as R
 from salbench.metrics._checks import (
     ScoreFn,
-    check_attributions,
     check_choice,
-    check_images,
-    check_spatial,
-    check_targets,
+    check_model_inputs,
     reduce_channels,
     target_score,
 )
@@ -211,12 +208,7 @@ def road(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *, order: str = "mor
     weighs alike on any grid). Lower is better for MoRF, higher for LeRF. ``memory_budget``,
     ``precision``: as :func:`~salbench.metrics.region_perturbation`.
     """
-    if not isinstance(model, nn.Module) and not callable(model):
-        raise TypeError(f"model must be a torch.nn.Module or callable, got {type(model).__name__}")
-    check_images(x)
-    check_targets(y, x.shape[0])
-    check_attributions(a)
-    check_spatial("a", a, x)
+    check_model_inputs(model, x, y, a)
     check_choice(order, "order", ROAD_ORDERS)
     check_choice(precision, "precision", PRECISIONS)
     values = _check_percentages(percentages)
