@@ -2,7 +2,8 @@
 masked pixels, the ground-truth mask beats the random map on the ground-truth metrics (trusted);
 permutation-invariant map statistics cannot tell the mask from its shuffled copy (weak, for that
 kind); lower-is-better scores are oriented; the agreement matrix is Spearman's ρ; the command
-prints the table, writes its files, and refuses bad arguments in one line."""
+prints the table, writes its files and an HTML page with the same table, and refuses bad
+arguments in one line."""
 
 from __future__ import annotations
 
@@ -207,6 +208,14 @@ def test_the_command_prints_the_table_and_writes_its_files(user, tmp_path):
     saved = json.loads((out / "meta.json").read_text())
     assert saved["n_samples"] == 6 and saved["seeds"] == [0, 1]
     assert len(saved["agreement"]["scores"]) == 3
+    # the HTML page shows the same trust table: its CSV holds the verdicts and the effects
+    page = (out / "report" / "index.html").read_text()
+    shown = pd.read_csv(out / "report" / "tables" / "trust.csv").set_index("metric / output")
+    assert shown.loc["sparseness", "verdict"] == "weak" and "sparseness" in page
+    assert np.allclose(shown.loc[trust.index, "δ random map"],
+                       trust["effect:uniform_random"])
+    assert np.allclose(shown.loc[trust.index, "ms / map"], 1000 * trust["seconds_per_map"])
+    assert "Spearman" in page and (out / "report" / "figures" / "agreement.svg").is_file()
     as_json = invoke("--model", user / "model.pt", "--data", user / "data.npz", "--metrics",
                      "iou", "--seeds", 1, "--n-samples", 4, "--out", tmp_path / "j", "--json",
                      "--device", "cpu")

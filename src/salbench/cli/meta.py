@@ -13,9 +13,6 @@ from rich.table import Table
 
 from salbench.cli.common import fail
 
-KIND_HEADINGS = {"noise_0.25": "noise σ=.25", "noise_0.5": "noise σ=.5", "noise_1": "noise σ=1",
-                 "shuffled": "shuffled", "uniform_random": "random map",
-                 "random_model": "random model"}
 ARROWS = {"higher": "↑", "lower": "↓"}
 TABLE_WIDTH = 240
 
@@ -36,6 +33,7 @@ def _effect(row: dict, kind: str) -> str:
 def trust_lines(result, console: Console) -> None:
     """Print the "which metrics to trust" table, the reasons and the agreement matrix."""
     from salbench.studies.meta.maps import DEGRADED
+    from salbench.studies.meta.report import KIND_HEADINGS
 
     settings = result.settings
     console.print(f"meta-evaluation: {len(result.trust)} metric outputs on "
@@ -105,7 +103,8 @@ def meta(
     randomised model's saliency) over several seeds, and prints per metric output its
     discrimination (δ with 95 % interval per degraded kind), resilience to changes that should
     not matter, seed spread, cost and a verdict (trust / weak / flagged), then the metrics'
-    agreement matrix; writes Parquet tables and meta.json to the output folder.
+    agreement matrix; writes Parquet tables, meta.json and an HTML page (report/index.html) to
+    the output folder.
 
     Example: salbench meta --model model.pt --data images/ --masks masks/ --seeds 3
     """
@@ -130,4 +129,5 @@ def meta(
         return
     console = Console(width=max(Console().width, TABLE_WIDTH))
     trust_lines(result, console)
-    console.print(f"wrote: {run_dir}", highlight=False, markup=False)
+    console.print(f"wrote: {run_dir} (page: {run_dir / 'report' / 'index.html'})",
+                  highlight=False, markup=False)

@@ -18,8 +18,8 @@ study: ``salbench report`` asks the studies for their sections and passes them t
 
 from salbench.report import figures
 from salbench.report.gallery import GalleryItem, load_gallery_item, save_gallery_item
-from salbench.report.html import render_report
+from salbench.report.html import render_page, render_report
 from salbench.report.sections import Figure, Section, Table, results_sections
 
 __all__ = ["Figure", "GalleryItem", "Section", "Table", "figures", "load_gallery_item",
-           "render_report", "results_sections", "save_gallery_item"]
+           "render_page", "render_report", "results_sections", "save_gallery_item"]

@@ -93,15 +93,29 @@ def render_report(run_dir: str | Path, sections: Sequence[Section] = (), *,
                                            "finished since; they wrote no rows.",
                                            tables=[Table(failures, name="failed-jobs")]),
                                    level=2))
+    return _write_index(out, title or f"salbench report: {run_dir.resolve().name}",
+                        _summary(run_dir, results, counts), blocks)
+
+
+def render_page(out: str | Path, sections: Sequence[Section], *, title: str,
+                summary: Sequence[tuple[str, str]] = ()) -> Path:
+    """Write the self-contained page ``<out>/index.html`` of ``sections`` (figure and table
+    files beside it, as :func:`render_report`) for outputs that are no run folder, e.g. ``salbench
+    meta``'s; ``summary``: (key, value) lines under the title. Returns its path."""
+    out = Path(out)
+    writer = _Writer(out)
+    blocks = [writer.block(s, level=2) for s in as_sections(list(sections), "sections")]
+    return _write_index(out, title, list(summary), blocks)
+
+
+def _write_index(out: Path, title: str, summary: list[tuple[str, str]],
+                 blocks: list[_Block]) -> Path:
     env = Environment(loader=PackageLoader("salbench.report", "templates"),
                       autoescape=select_autoescape(["html"]), trim_blocks=True,
                       lstrip_blocks=True)
     page = env.get_template("report.html").render(
-        title=title or f"salbench report: {run_dir.resolve().name}",
-        summary=_summary(run_dir, results, counts),
-        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        blocks=blocks,
-    )
+        title=title, summary=summary,
+        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), blocks=blocks)
     index = out / "index.html"
     tmp = out / f".index.{os.getpid()}.tmp"
     tmp.write_text(page, encoding="utf-8")

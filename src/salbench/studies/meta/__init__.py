@@ -38,6 +38,7 @@ from salbench.studies.benchmark.grid import user_model
 from salbench.studies.benchmark.plan import mask_kind
 from salbench.studies.meta.analysis import agreement, discrimination, trust_table
 from salbench.studies.meta.maps import KINDS, make_maps
+from salbench.studies.meta.report import write_page
 
 SCORED_KINDS = ("ground_truth", "map", "model")
 NOT_A_MAP = {"explainer": "scores an explanation method (re-explains perturbed inputs), not a "
@@ -245,7 +246,8 @@ class MetaResult:
                 "agreement": {"scores": list(self.agreement.columns), "rho": rho}}
 
     def write(self, out: str | Path) -> Path:
-        """The tables as Parquet and everything as ``meta.json`` in the folder ``out``."""
+        """The tables as Parquet, everything as ``meta.json`` and the HTML page
+        (``report/index.html``, :mod:`.report`) in the folder ``out``."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         self.scores.to_parquet(out / "scores.parquet", index=False)
@@ -253,6 +255,8 @@ class MetaResult:
         self.discrimination.to_parquet(out / "discrimination.parquet", index=False)
         self.agreement.reset_index().to_parquet(out / "agreement.parquet", index=False)
         (out / "meta.json").write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        write_page(out / "report", self.trust, self.discrimination, self.agreement, self.skipped,
+                   self.settings)
         return out
 
 

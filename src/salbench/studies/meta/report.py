@@ -1,0 +1,74 @@
+"""The HTML page of ``salbench meta``: the trust table, the intervals behind it and the metrics'
+agreement matrix (``OUT/report/index.html``, tables also as CSV in ``OUT/report/tables/``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from salbench.report import Figure, Section, Table, figures, render_page
+from salbench.studies.meta.maps import DEGRADED
+
+KIND_HEADINGS = {"noise_0.25": "noise σ=.25", "noise_0.5": "noise σ=.5", "noise_1": "noise σ=1",
+                 "shuffled": "shuffled", "uniform_random": "random map",
+                 "random_model": "random model"}
+
+
+def trust_frame(trust: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The trust table as shown: per score its direction, the paired dominance δ of the
+    ground-truth map over each degraded kind, resilience, seed spread, cost and verdict; and the
+    cells to bold (δ whose 95 % interval lies above 0, the trusted verdicts)."""
+    kinds = [k for k in DEGRADED if f"effect:{k}" in trust.columns]
+    shown = pd.DataFrame({"metric / output": trust["score"], "direction": trust["direction"]})
+    for kind in kinds:
+        shown[f"δ {KIND_HEADINGS[kind]}"] = trust[f"effect:{kind}"]
+    shown["resilience"] = trust["resilience"]
+    shown["seed sd"] = trust["seed_sd"]
+    shown["forward passes / map"] = trust["forward"]
+    shown["ms / map"] = 1000 * trust["seconds_per_map"]
+    shown["verdict"] = trust["verdict"]
+    shown["reason"] = trust["reason"]
+    bold = shown.assign(**dict.fromkeys(shown.columns, False))
+    for kind in kinds:
+        bold[f"δ {KIND_HEADINGS[kind]}"] = trust[f"low:{kind}"] > 0
+    bold["verdict"] = trust["verdict"] == "trust"
+    return shown, bold
+
+
+def meta_section(trust: pd.DataFrame, discrimination: pd.DataFrame, agreement: pd.DataFrame,
+                 skipped: dict[str, str], settings: dict) -> Section:
+    """The page's one section, from :class:`~salbench.studies.meta.MetaResult`'s tables."""
+    shown, bold = trust_frame(trust)
+    counts = trust["verdict"].value_counts()
+    text = (f"{len(trust)} metric outputs scored on {settings.get('n_samples')} samples × "
+            f"{len(settings.get('seeds', []))} seeds, on the ground-truth mask as a map (good by "
+            "construction) and on degraded maps: "
+            + ", ".join(KIND_HEADINGS[k] for k in DEGRADED if k in settings.get("kinds", []))
+            + ". Verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + ".")
+    if skipped:
+        text += "\n\nSkipped: " + "; ".join(f"{k}: {v}" for k, v in skipped.items())
+    intervals = discrimination.assign(kind=discrimination["kind"].map(KIND_HEADINGS))
+    tables = [Table(shown, "Which metrics to trust. δ: paired dominance of the ground-truth map "
+                    "over each degraded map (bold: its 95 % bootstrap interval lies above 0); "
+                    "resilience: 1 − the mean change under the worse of rescaling and jitter "
+                    "over the gap between the ground-truth and the random map (at least 0); "
+                    "seed sd: the largest standard deviation of δ over the seeds.",
+                    name="trust", digits=3, bold=bold, collapse_after=100),
+              Table(intervals, "δ per score and degraded kind with its 95 % interval over n "
+                    "samples; share: the fraction of (sample, seed) pairs the ground truth wins.",
+                    name="discrimination", digits=3)]
+    fig = figures.heatmap(agreement, title="Spearman ρ between the metrics over every scored map",
+                          colorbar_label="ρ (lower-is-better negated: ρ > 0 agrees)")
+    return Section("Which metrics to trust", text, tables=tables,
+                   figures=[Figure(fig, "Agreement between the metrics over all scored maps.",
+                                   name="agreement", embed="svg")])
+
+
+def write_page(out: str | Path, trust: pd.DataFrame, discrimination: pd.DataFrame,
+               agreement: pd.DataFrame, skipped: dict[str, str], settings: dict) -> Path:
+    """Render the page into ``out``; returns the path of its ``index.html``."""
+    summary = [(key, str(settings[key])) for key in ("model", "data", "masks")
+               if settings.get(key) is not None]
+    return render_page(out, [meta_section(trust, discrimination, agreement, skipped, settings)],
+                       title="salbench meta: which metrics to trust", summary=summary)
