@@ -281,7 +281,7 @@ def study_run(
     failed = {k: v for s in summaries.values() for k, v in s.failed.items()}
     for stage, summary in summaries.items():
         console.print(f"{stage}: {len(summary.done)} done, {len(summary.skipped)} already done, "
-                      f"{len(summary.failed)} failed", highlight=False)
+                      f"{len(summary.failed)} failed in {summary.seconds:.0f} s", highlight=False)
     if failed:
         for key, message in failed.items():
             Console(stderr=True, soft_wrap=True).print(f"[red]job {key} failed:[/] {message}",

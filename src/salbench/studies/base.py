@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -141,10 +142,13 @@ def run_study(study: Study, config: Config, run_dir: Path, executor: str = "loca
         summaries = {}
         with ResultStore(run_dir).lock():
             for stage in study.stages(config):
+                start = time.perf_counter()
                 summary = runner.run(stage.expand(run_dir), run_dir,
                                      description=f"{study.name}: {stage.name}")
-                log.info("stage %s: %d done, %d skipped, %d failed", stage.name,
-                         len(summary.done), len(summary.skipped), len(summary.failed))
+                summary.seconds = time.perf_counter() - start
+                log.info("stage %s: %d done, %d skipped, %d failed in %.1f s", stage.name,
+                         len(summary.done), len(summary.skipped), len(summary.failed),
+                         summary.seconds)
                 summaries[stage.name] = summary
                 if summary.failed:
                     break  # later stages depend on this one's outputs

@@ -30,6 +30,7 @@ class Summary:
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0  # wall time of the stage (set by run_study)
 
 
 def pending(jobs: Sequence[Job], store: ResultStore, summary: Summary) -> list[Job]:
