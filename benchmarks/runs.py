@@ -1,0 +1,216 @@
+"""Whole runs, stage by stage: where the time of ``salbench quickstart`` and of one ``small``
+study goes (issue 14, item 4).
+
+Each stage's wall time is split, exclusively, into
+- model passes: outermost ``nn.Module`` calls (global forward hooks) and autograd backward /
+  ``torch.autograd.grad`` calls, nested passes counted once;
+- optimiser steps (global step hooks);
+- the documented CPU-bound steps: image synthesis (``make_chunk`` of the generators), the Telea
+  and fast inpainting fills of the perturbation metrics, convex hulls (GAD's region metrics);
+- the rest: Python, tables, files, progress bars.
+Jobs that explain and score are split further into explaining (``salbench.explain.explain``
+outside a metric) and scoring (``salbench.metrics.score``, which re-explains for
+max-sensitivity). The report is the HTML report written after the run. Target: the rest is at
+most 10 % of every stage's wall time; the report stage is all rest by nature and is listed as a
+fraction of the whole run.
+
+    .venv/bin/python benchmarks/runs.py                        # quickstart + lrp-grid small
+    .venv/bin/python benchmarks/runs.py --quick                # quickstart only
+    .venv/bin/python benchmarks/runs.py --small gad --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from torch.optim.optimizer import (
+    register_optimizer_step_post_hook,
+    register_optimizer_step_pre_hook,
+)
+
+import salbench.data.cells
+import salbench.data.mri_lesions
+import salbench.explain
+import salbench.metrics
+import salbench.metrics.perturbation
+import salbench.metrics.regions
+import salbench.studies.executors
+from salbench.cli.report import write_report
+from salbench.runtime import set_quiet
+from salbench.studies import get_study, run_study
+
+PASSES, OPTIMISER, CPU_BOUND, REST = "model passes", "optimiser", "CPU-bound steps", "rest"
+KINDS = (PASSES, OPTIMISER, CPU_BOUND, REST)
+TARGET_REST = 0.10
+
+
+class Tally:
+    """Exclusive time per (stage, phase, kind) on the main thread: each interval is charged to
+    the innermost open kind (a Telea fill inside a metric is CPU-bound, a model pass inside it
+    a pass)."""
+
+    def __init__(self):
+        self.seconds: dict[tuple[str, str, str], float] = defaultdict(float)
+        self.stage, self.kinds, self.phases = "setup", [REST], []
+        self.mark = time.perf_counter()
+        self.main = threading.main_thread()
+
+    def _charge(self) -> None:
+        now = time.perf_counter()
+        phase = self.phases[0] if self.phases else ""
+        self.seconds[self.stage, phase, self.kinds[-1]] += now - self.mark
+        self.mark = now
+
+    def open(self, kind: str) -> None:
+        if threading.current_thread() is self.main:
+            self._charge()
+            self.kinds.append(kind)
+
+    def close(self) -> None:
+        if threading.current_thread() is self.main:
+            self._charge()
+            self.kinds.pop()
+
+    def enter_phase(self, phase: str) -> None:
+        self._charge()
+        self.phases.append(phase)
+
+    def leave_phase(self) -> None:
+        self._charge()
+        self.phases.pop()
+
+    def set_stage(self, stage: str) -> None:
+        self._charge()
+        self.stage = stage
+
+
+def bracket(fn, before, after):
+    """``fn`` with every call bracketed by ``before()`` and ``after()``."""
+    def timed(*args, **kwargs):
+        before()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            after()
+
+    return timed
+
+
+def wrap(owner, name: str, before, after) -> None:
+    """Replace ``owner.name`` by its bracketed call."""
+    setattr(owner, name, bracket(getattr(owner, name), before, after))
+
+
+def instrument(tally: Tally) -> None:
+    """Install the timers (process-wide; this benchmark runs nothing else)."""
+    depth = [0]  # model calls open on the main thread (worker threads are not timed)
+
+    def pass_start(*_):
+        if threading.current_thread() is tally.main:
+            depth[0] += 1
+            if depth[0] == 1:
+                tally.open(PASSES)
+
+    def pass_end(*_):
+        if threading.current_thread() is tally.main:
+            depth[0] -= 1
+            if depth[0] == 0:
+                tally.close()
+
+    torch.nn.modules.module.register_module_forward_pre_hook(lambda *_: pass_start())
+    torch.nn.modules.module.register_module_forward_hook(lambda *_: pass_end(), always_call=True)
+    for name in ("backward", "grad"):
+        wrap(torch.autograd, name, pass_start, pass_end)
+    register_optimizer_step_pre_hook(lambda *_: tally.open(OPTIMISER))
+    register_optimizer_step_post_hook(lambda *_: tally.close())
+
+    def cpu_bound(owner, name):
+        wrap(owner, name, lambda: tally.open(CPU_BOUND), tally.close)
+
+    cpu_bound(salbench.data.cells, "make_chunk")
+    cpu_bound(salbench.data.mri_lesions, "make_chunk")
+    cpu_bound(salbench.metrics.perturbation, "inpaint_telea_parallel")
+    cpu_bound(salbench.metrics.perturbation, "fast_inpaint")
+    cpu_bound(salbench.metrics.regions, "convex_hull_masks")
+    # Every salbench module's reference to explain and score; metrics re-explain through
+    # explain_fn, so a phase opened inside "scoring" stays scoring.
+    for fn, phase in ((salbench.explain.explain, "explaining"),
+                      (salbench.metrics.score, "scoring")):
+        timed = bracket(fn, lambda phase=phase: tally.enter_phase(phase), tally.leave_phase)
+        for module in [m for name, m in sys.modules.items() if name.startswith("salbench")]:
+            for attr, value in list(vars(module).items()):
+                if value is fn:
+                    setattr(module, attr, timed)
+
+    run = salbench.studies.executors.LocalExecutor.run
+
+    def staged(self, jobs, run_dir, description="jobs"):
+        tally.set_stage(description.split(": ", 1)[-1])
+        return run(self, jobs, run_dir, description)
+
+    salbench.studies.executors.LocalExecutor.run = staged
+
+
+def rows(tally: Tally) -> list[tuple[str, float, dict[str, float]]]:
+    """``(stage or stage/phase, wall seconds, {kind: fraction of its wall})`` in run order."""
+    groups: dict[str, dict[str, float]] = {}
+    for (stage, phase, kind), seconds in tally.seconds.items():
+        if stage == "setup":
+            continue
+        label = f"{stage} / {phase}" if phase else stage
+        groups.setdefault(label, defaultdict(float))[kind] += seconds
+    out = []
+    for label, kinds in groups.items():
+        wall = sum(kinds.values())
+        out.append((label, wall, {k: kinds.get(k, 0.0) / wall for k in KINDS}))
+    return out
+
+
+def time_run(name: str, preset: str, tally: Tally, out: Path) -> None:
+    study = get_study(name)
+    config = study.config(preset, [])
+    start = time.perf_counter()
+    run_study(study, config, out / name, scale=preset)
+    tally.set_stage("report")
+    write_report(out / name)
+    tally.set_stage("setup")
+    total = time.perf_counter() - start
+    print(f"\n{name} --preset {preset}: {total:.1f} s wall, {torch.get_num_threads()} threads")
+    print(f"{'stage':<34}{'wall s':>8}{'of run':>8}" + "".join(f"{k:>17}" for k in KINDS))
+    worst = 0.0
+    for label, wall, fractions in rows(tally):
+        print(f"{label:<34}{wall:8.1f}{wall / total:8.1%}"
+              + "".join(f"{fractions[k]:17.1%}" for k in KINDS))
+        if label != "report":
+            worst = max(worst, fractions[REST])
+    verdict = "meets" if worst <= TARGET_REST else "misses"
+    print(f"largest 'rest' fraction outside the report: {worst:.1%} ({verdict} the "
+          f"≤ {TARGET_REST:.0%} target)")
+    tally.seconds.clear()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--small", default="lrp-grid", help="study timed at its small preset")
+    parser.add_argument("--quick", action="store_true", help="quickstart only")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    set_quiet(True)
+    tally = Tally()
+    instrument(tally)
+    with tempfile.TemporaryDirectory() as tmp:
+        time_run("quickstart", "tiny", tally, Path(tmp))
+        if not args.quick:
+            time_run(args.small, "small", tally, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
