@@ -151,7 +151,7 @@ def test_fused_copy_equals_the_eager_model_and_follows_its_weights():
     g = torch.Generator().manual_seed(0)
     x = torch.rand(4, 3, 32, 32, generator=g)
     fused = ps.fused_copy(model, x)
-    assert isinstance(fused, torch.jit.ScriptModule)
+    assert isinstance(fused, ps.FusedModel) and fused.memory_format == torch.channels_last
     assert ps.fused_copy(model, x) is fused  # cached
     other = torch.rand(6, 3, 32, 32, generator=g)  # other inputs and batch size than the trace
     with torch.inference_mode():
@@ -167,6 +167,27 @@ def test_fused_copy_equals_the_eager_model_and_follows_its_weights():
                                    atol=1e-5 * float(model(other).abs().max()))
     model.train()
     assert ps.fused_copy(model, x) is model  # training mode: run as given
+
+
+class Viewing(nn.Module):
+    """Flattens with ``view``, which a channels-last tensor does not allow."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(3, 4, 3), nn.Linear(4 * 10 * 10, 3)
+
+    def forward(self, x):
+        z = self.conv(x)
+        return self.fc(z.view(z.shape[0], -1))
+
+
+def test_a_model_that_cannot_take_channels_last_is_fused_contiguous(data):
+    x, y, a = data
+    model = Viewing().eval()
+    fused = ps.fused_copy(model, x)
+    assert isinstance(fused, ps.FusedModel) and fused.memory_format == torch.contiguous_format
+    with torch.inference_mode():
+        np.testing.assert_allclose(fused(x).numpy(), model(x).numpy(), rtol=0, atol=1e-6)
 
 
 class Branchy(nn.Module):
@@ -209,6 +230,10 @@ def test_bf16_curves_stay_within_the_stated_tolerance(arch):
     scale = float(fp32.abs().max())
     error = float((bf16 - fp32).abs().max())
     assert 0 < error <= ps.BF16_TOLERANCE * scale  # bf16 ran, and within its tolerance
+    low = ps.fused_copy(model, x, "bf16")  # bf16 weights in a frozen channels-last copy
+    assert isinstance(low, ps.FusedModel) and low.dtype == torch.bfloat16
+    assert low is not ps.fused_copy(model, x)  # one copy per precision, both cached
+    assert ps.fused_copy(model, x, "bf16") is low
     probs = pt.aopc(model, x * 2 - 1, y, a, region=8).curves
     probs16 = pt.aopc(model, x * 2 - 1, y, a, region=8, precision="bf16").curves
     assert float((probs16 - probs).abs().max()) <= ps.BF16_TOLERANCE * float(probs.abs().max())

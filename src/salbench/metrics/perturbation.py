@@ -434,8 +434,8 @@ def region_perturbation(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *, pa
     over the fraction in [0, 1] (lower is better for MoRF). The model is used as given (call
     ``model.eval()`` first); no gradients are taken. ``memory_budget``: bytes of inputs plus
     activations per model call (default ``None``: the chunk size measured fastest for this model,
-    cached). ``precision``: ``fp32``, or ``bf16`` autocast (curves within
-    :data:`~salbench.metrics.passes.BF16_TOLERANCE` of fp32; :mod:`salbench.metrics.passes`).
+    cached). ``precision``: ``fp32``, or ``bf16`` weights (faster, curves not equal to
+    fp32's: measured distances in :mod:`salbench.metrics.passes`).
     """
     check_model_inputs(model, x, y, a)
     if not isinstance(patch, int) or not 1 <= patch <= min(x.shape[-2:]):
