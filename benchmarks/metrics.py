@@ -5,7 +5,8 @@
 Prints, per line, our time, the reference time and the ratio:
 - each perturbation metric vs its forward-pass floor (the same number of batched forward passes
   of the same sizes, run bare on ready-made inputs; target <= 1.25x) and vs Quantus 0.6 at
-  equal settings, with the largest difference of the results (they must agree);
+  equal settings, with the largest difference of the results (they must agree); at the
+  documents' sizes also ``precision="bf16"`` vs Quantus, with its curves' distance from fp32;
 - the fast inpainting fill vs per-step OpenCV Telea, 224x224, 784-step schedule (target >= 20x),
   and the Telea fill over worker processes vs one process;
 - max-sensitivity vs its explanation floor (target <= 1.2x) and vs Quantus;
@@ -30,6 +31,7 @@ from salbench.metrics import fiveband as fb
 from salbench.metrics import perturbation as pt
 from salbench.metrics import robustness as rb
 from salbench.metrics._checks import chunk_size
+from salbench.metrics.passes import BF16_TOLERANCE
 from salbench.runtime import resolve_device
 
 warnings.filterwarnings("ignore")
@@ -188,14 +190,19 @@ def bench_perturbation(quick: bool) -> None:
     print(f"{'':<44} {peak_memory()}")
 
 
-def doc_line(name: str, ours: float, first: float, quantus: float, floor: float,
-             diff: float) -> None:
+def doc_line(name: str, fp32: tuple, bf16: tuple) -> None:
     """One documents'-size case: ours vs Quantus (target <= 0.8x: 1.25x faster) and vs the floor
     (target <= 1.05x); ``first`` is our first call (it measures the chunk size, builds the fused
-    copy)."""
+    copy). Then ``precision="bf16"`` vs Quantus, with its largest curve difference from our fp32
+    curves relative to their largest value (stated tolerance ``BF16_TOLERANCE``)."""
+    ours, first, quantus, floor, diff = fp32
     print(f"{name:<44} ours {ours:7.2f} s  quantus {quantus:7.2f} s  ratio {ours / quantus:4.2f}x "
           f"({quantus / ours:4.2f}x faster)  floor {floor:7.2f} s  ratio {ours / floor:4.2f}x  "
           f"first call {first:6.2f} s  max |diff| {diff:.1e}", flush=True)
+    t_bf16, rel = bf16
+    print(f"{'  same, precision=bf16':<44} ours {t_bf16:7.2f} s  ratio to quantus "
+          f"{t_bf16 / quantus:4.2f}x ({quantus / t_bf16:4.2f}x faster)  curves vs fp32 "
+          f"{rel:.1e} of max (tolerance {BF16_TOLERANCE})", flush=True)
 
 
 def square_schedule_perturb(ranks: np.ndarray, shape: tuple, patch: int, value: float):
@@ -258,7 +265,11 @@ def bench_documents(quick: bool) -> None:
         t_q, theirs = best_of(lambda: quantus_metric()(**call), repeat=1)
         c = out.curves
         diff = np.abs((c[:, :1] - c[:, 1:]).cpu().numpy() - np.asarray(theirs)).max()
-        return t_ours, first, t_q, forward_floor(model, x, c.numel()), diff
+        metric(model, x, y, a, precision="bf16", **params)  # measures its own chunk size
+        t_bf16, low = best_of(lambda: metric(model, x, y, a, precision="bf16", **params),
+                              repeat=1 if quick else 2)
+        bf16 = (t_bf16, (low.curves - c).abs().max().item() / c.abs().max().item())
+        return (t_ours, first, t_q, forward_floor(model, x, c.numel()), diff), bf16
 
     # document 002: 8x8 patches, k^2 patches after step k (28 steps at 224^2), gray fill
     b = 2
