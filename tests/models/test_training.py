@@ -17,6 +17,7 @@ from salbench.models.training import (
     TrainingDivergedError,
     _Batches,
     _loss_function,
+    _probe,
     _validate,
     augment_batch,
     fit,
@@ -138,6 +139,46 @@ def test_nan_loss_raises_and_keeps_last_good_weights():
     assert info.value.result.stop_reason == "diverged"
     for p, q in zip(bomb.parameters(), reference.parameters()):
         assert torch.equal(p, q)
+
+
+class Viewing(nn.Module):
+    """Flattens with ``view``, which fails on a channels-last activation."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(3, 4, 3, padding=1), nn.Linear(4 * 32 * 32, 2)
+
+    def forward(self, x):
+        h = self.conv(x).relu()
+        return self.fc(h.view(h.shape[0], -1))
+
+
+def test_channels_last_is_used_only_where_the_model_takes_it():
+    """The probe behind channels-last training (on CUDA): a model that takes it is left in that
+    layout with its output count; a ``view`` flatten is caught and its model left contiguous."""
+    batches = _Batches((torch.rand(8, 3, 32, 32), torch.arange(8) % 2), 4, torch.device("cpu"))
+    resnet = build("resnet18", 2, in_channels=3, input_size=32, width=0.125)
+    assert _probe(resnet, batches, True) == (2, True)
+    assert resnet.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not resnet.conv1.weight.is_contiguous()
+    viewing = Viewing()
+    assert _probe(viewing, batches, True) == (2, False)
+    assert viewing.conv.weight.is_contiguous()
+    assert _probe(Viewing(), batches, False) == (2, False)
+
+
+def test_cpu_training_stays_contiguous():
+    """On the CPU the batches reach the model contiguous and the weights stay so (channels-last
+    there made weights depend on the thread count; module docstring)."""
+    train, _ = _split()
+    x3 = (torch.cat([train[0]] * 3, 1), train[1])  # 3 channels: the layouts differ in memory
+    seen = []
+    model = build("resnet18", 2, in_channels=3, input_size=32, width=0.125)
+    model.register_forward_pre_hook(
+        lambda m, args: seen.append(args[0].is_contiguous()) if m.training else None)
+    fit(model, x3, None, TrainConfig(epochs=1, **ADAM))
+    assert seen and all(seen)
+    assert all(p.is_contiguous() for p in model.state_dict().values())
 
 
 def test_regression_targets_with_mse_for_gad_support_models():
