@@ -122,6 +122,30 @@ def test_a_shrunken_quickstart_runs_end_to_end_into_results_and_report(quickstar
     assert rerun.returncode == 0 and "0 done" in rerun.stdout
 
 
+def test_meta_on_the_quickstarts_mri_model_trusts_the_mask_over_the_random_map(quickstart_run,
+                                                                                tmp_path):
+    """``salbench meta`` on the quickstart's MRI model and test data: the trust table is
+    printed; the ground-truth metrics tell the mask from the random map, and a metric that
+    cannot (``finite``: every map is finite) is flagged; with ``--linear`` the MoRF curve is
+    judged on the linear reference too."""
+    model = next((quickstart_run / "models").glob("mri*.safetensors"))
+    data = next((quickstart_run / "data").glob("mri*"))
+    out = tmp_path / "meta"
+    done = salbench("meta", "--model", str(model), "--data", str(data), "--metrics",
+                    "top_k_precision,relevance_mass_accuracy,finite,region_perturbation",
+                    "--seeds", "2", "--n-samples", "8", "--linear", "--out", str(out),
+                    "--device", "cpu")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Which metrics to trust" in done.stdout and "linear reference" in done.stdout
+    trust = pd.read_parquet(out / "trust.parquet").set_index("score")
+    for name in ("top_k_precision", "relevance_mass_accuracy"):
+        assert trust.loc[name, "low:uniform_random"] > 0, trust.loc[name].to_dict()
+        assert trust.loc[name, "effect:uniform_random"] > 0.5
+    assert trust.loc["finite", "verdict"] == "flagged"
+    linear = pd.read_parquet(out / "linear" / "trust.parquet")
+    assert list(linear["metric"]) == ["region_perturbation"]
+
+
 def test_a_changed_gallery_size_reruns_no_scoring_job(quickstart_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(quickstart_run, run)

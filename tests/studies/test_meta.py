@@ -27,7 +27,15 @@ from salbench.studies.meta.analysis import (
     stability,
     trust_table,
 )
-from salbench.studies.meta.maps import GOOD, INVARIANT, KINDS, make_maps, shuffled
+from salbench.studies.meta.maps import (
+    GOOD,
+    INVARIANT,
+    KINDS,
+    contributions,
+    fit_linear,
+    make_maps,
+    shuffled,
+)
 
 SIZE, N = 32, 13  # the last sample has no mask: skipped and counted
 GROUND_TRUTH = ("top_k_precision", "relevance_mass_accuracy", "auroc")
@@ -187,6 +195,55 @@ def test_maps_are_seeded_and_shuffling_keeps_the_values():
     assert set(INVARIANT) <= set(one)
 
 
+def test_the_linear_references_contributions_are_exact_and_integrated_gradients():
+    """W_y ⊙ (x − b) sums to f_y(x) − f_y(b·1) (theory) and equals Captum's integrated gradients
+    from the constant baseline b (the oracle; exact for a linear model); the fit is
+    deterministic and learns the two-class square data."""
+    from captum.attr import IntegratedGradients
+
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(12, 2, 8, 8, generator=g) * 0.3
+    y = torch.arange(12) % 2
+    for i in range(12):
+        x[i, y[i], 2:5, 3:6] = 0.9
+    model, again = fit_linear(x, y, 2), fit_linear(x, y, 2)
+    assert torch.equal(model[1].weight, again[1].weight)
+    assert (model(x).argmax(1) == y).all()
+    a = contributions(model, x, y)
+    with torch.no_grad():
+        logits, at_baseline = model(x), model(torch.full_like(x, 0.5))
+    expected = logits.gather(1, y[:, None])[:, 0] - at_baseline.gather(1, y[:, None])[:, 0]
+    torch.testing.assert_close(a.flatten(1).sum(1), expected, rtol=1e-5, atol=1e-5)
+    ig = IntegratedGradients(model).attribute(x, baselines=0.5, target=y, n_steps=8)
+    torch.testing.assert_close(a, ig.float(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(TypeError, match="Flatten"):
+        contributions(square_model(), x, y)
+
+
+def test_the_linear_reference_judges_the_metrics_that_read_the_model(user, tmp_path):
+    """On the linear reference the MoRF curve ranks the exact contributions above the random
+    map (lower AUC); a ground-truth metric is not judged there (its good map is the mask's); the
+    tables and a second page section are written."""
+    result = run_meta(user / "model.pt", user / "data.npz", seeds=2, n_samples=N,
+                      metrics=["top_k_precision", "region_perturbation"], linear=True,
+                      out=tmp_path / "lin", device="cpu")
+    linear = result.linear
+    assert linear.settings["reference"] == "linear" and result.settings["reference"] == "mask"
+    assert linear.settings["linear_train_accuracy"] == 1.0
+    assert list(linear.trust["metric"]) == ["region_perturbation"]
+    assert "top_k_precision" in linear.skipped
+    flipping = linear.trust.set_index("score").loc["region_perturbation.auc [patch=4]"]
+    assert flipping["effect:uniform_random"] > 0.8 and flipping["low:uniform_random"] > 0
+    assert flipping["verdict"] == "trust", flipping["reason"]
+    saved = pd.read_parquet(tmp_path / "lin" / "linear" / "trust.parquet")
+    assert list(saved["score"]) == list(linear.trust["score"])
+    page = (tmp_path / "lin" / "report" / "index.html").read_text()
+    assert "On a linear reference model" in page
+    shown = pd.read_csv(tmp_path / "lin" / "report" / "tables" / "trust-linear.csv")
+    assert np.allclose(shown["δ random map"], linear.trust["effect:uniform_random"])
+    assert json.loads((tmp_path / "lin" / "meta.json").read_text())["linear"]["trust"]
+
+
 def invoke(*args) -> object:
     return CliRunner().invoke(app, ["meta", *[str(a) for a in args]])
 
@@ -229,6 +286,7 @@ def test_the_command_prints_the_table_and_writes_its_files(user, tmp_path):
     (("--metrics", "nosuch"), "--metrics: unknown metric 'nosuch'"),
     (("--metrics", "max_sensitivity"), "--metrics: 'max_sensitivity' cannot score a given map"),
     (("--normalize", "zscore"), "--normalize"),
+    (("--linear", "--metrics", "top_k_precision"), "--linear: none of --metrics reads the model"),
 ])
 def test_bad_arguments_are_one_line_errors_before_any_work(user, tmp_path, args, expected):
     out = tmp_path / "bad"

@@ -31,18 +31,25 @@ def _effect(row: dict, kind: str) -> str:
 
 
 def trust_lines(result, console: Console) -> None:
-    """Print the "which metrics to trust" table, the reasons and the agreement matrix."""
+    """Print the "which metrics to trust" table, the reasons and the agreement matrix (and the
+    same for the linear reference, when run)."""
     from salbench.studies.meta.maps import DEGRADED
     from salbench.studies.meta.report import KIND_HEADINGS
 
     settings = result.settings
+    linear = settings.get("reference") == "linear"
+    reference = (f"on a linear model fitted to the samples (accuracy "
+                 f"{settings['linear_train_accuracy']:.2f}), its exact contributions as the good "
+                 "map" if linear else "the ground-truth mask as the good map")
     console.print(f"meta-evaluation: {len(result.trust)} metric outputs on "
-                  f"{settings['n_samples']} samples × {len(settings['seeds'])} seeds; maps: "
-                  f"{', '.join(settings['kinds'])}", highlight=False, markup=False)
+                  f"{settings['n_samples']} samples × {len(settings['seeds'])} seeds, {reference}; "
+                  f"maps: {', '.join(settings['kinds'])}", highlight=False, markup=False)
     rows = result.trust.to_dict(orient="records")
     kinds = [k for k in DEGRADED if any(f"effect:{k}" in row for row in rows)]
-    table = Table(title="Which metrics to trust: paired dominance δ of the ground-truth map over "
-                        "each degraded map, 95 % interval (✗: includes 0 or below)")
+    good = "linear contribution" if linear else "ground-truth"
+    table = Table(title=f"Which metrics to trust{' (linear reference)' if linear else ''}: "
+                        f"paired dominance δ of the {good} map over each degraded map, 95 % "
+                        "interval (✗: includes 0 or below)")
     for column in ("#", "metric / output", "dir", *[KIND_HEADINGS[k] for k in kinds],
                    "resilience", "seed sd", "fwd / map", "ms / map", "verdict"):
         table.add_column(column, overflow="fold")
@@ -70,6 +77,8 @@ def trust_lines(result, console: Console) -> None:
     console.print(matrix)
     for name, reason in result.skipped.items():
         console.print(f"  skipped {name}: {reason}", highlight=False, markup=False)
+    if result.linear is not None:
+        trust_lines(result.linear, console)
 
 
 def meta(
@@ -93,6 +102,9 @@ def meta(
     n_samples: int = typer.Option(16, "--n-samples", help="Samples with a mask to score."),
     seeds: int = typer.Option(3, "--seeds", help="Seeds 0..SEEDS-1 for the random maps and the "
                               "metrics' own draws."),
+    linear: bool = typer.Option(False, "--linear", help="Also judge the metrics that read the "
+                                "model on a linear model fitted to the samples, with its exact "
+                                "contribution map W_y ⊙ (x − 0.5) as the good map."),
     out: Path | None = typer.Option(None, "--out", help="Output folder (default "
                                     "runs/meta-MODEL)."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
@@ -104,7 +116,8 @@ def meta(
     discrimination (δ with 95 % interval per degraded kind), resilience to changes that should
     not matter, seed spread, cost and a verdict (trust / weak / flagged), then the metrics'
     agreement matrix; writes Parquet tables, meta.json and an HTML page (report/index.html) to
-    the output folder.
+    the output folder. With --linear, the metrics that read the model are judged again on a
+    linear model fitted to the samples, whose exact contributions are known good for it.
 
     Example: salbench meta --model model.pt --data images/ --masks masks/ --seeds 3
     """
@@ -114,14 +127,14 @@ def meta(
     names = None if metrics is None else [m.strip() for m in metrics.split(",") if m.strip()]
     try:
         check_options(n_samples, seeds, normalize)
-        check_metrics(names)
+        check_metrics(names, linear)
     except ValueError as err:
         fail(str(err).splitlines()[0])
     run_dir = out or Path("runs") / f"meta-{model.stem}"
     try:
         result = run_meta(model, data, masks=masks, arch=arch, num_classes=num_classes,
                           normalize=normalize, size=size, metrics=names, n_samples=n_samples,
-                          seeds=seeds, out=run_dir, device=device)
+                          seeds=seeds, linear=linear, out=run_dir, device=device)
     except (ValueError, TypeError, FileNotFoundError, ConfigError) as err:
         fail(str(err).splitlines()[0])
     if as_json:

@@ -13,10 +13,19 @@ Applicable metrics are those scoring one given map: kinds ``ground_truth``, ``ma
 (``explainer``: sensitivity, randomisation), of a pair of maps or of the classifier alone are
 skipped with their reason, and so are outputs that rank nothing (direction ``none``) and set-level
 aggregates.
+
+The mask is known good for the data, not for the model: a model may use other pixels. With
+``linear=True`` (``--linear``) the metrics that read the model (kind ``model``) are judged a
+second time on a **linear reference**, a ``Flatten → Linear`` classifier fitted to the same
+samples (:func:`~salbench.studies.meta.maps.fit_linear`), whose exact contribution map
+``W_y ⊙ (x − 0.5)`` against the metrics' fill value
+(:func:`~salbench.studies.meta.maps.contributions`) is the good map: known good for that model by
+construction, whatever the mask says.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -37,10 +46,13 @@ from salbench.studies.benchmark.config import ModelSource
 from salbench.studies.benchmark.grid import user_model
 from salbench.studies.benchmark.plan import mask_kind
 from salbench.studies.meta.analysis import agreement, discrimination, trust_table
-from salbench.studies.meta.maps import KINDS, make_maps
+from salbench.studies.meta.maps import KINDS, contributions, fit_linear, make_maps
 from salbench.studies.meta.report import write_page
 
 SCORED_KINDS = ("ground_truth", "map", "model")
+LINEAR_KINDS = ("model",)
+"""The metric kinds judged on the linear reference: those that read the model (the contribution
+map is good for the model; nothing makes it good for the mask)."""
 NOT_A_MAP = {"explainer": "scores an explanation method (re-explains perturbed inputs), not a "
                           "given map",
              "map_pair": "compares two maps (needs a reference map)",
@@ -100,8 +112,8 @@ def applicable(masks: str | None, names: list[str] | None = None
 @dataclass
 class Inputs:
     """The samples a meta-evaluation scores: model (``hooks``: False for TorchScript), images,
-    true classes, masks, sample ids, the masks' kind (``binary`` / ``levels``) and the count of
-    samples skipped for an empty mask."""
+    true classes, masks, sample ids, the masks' kind (``binary`` / ``levels``), the model's
+    number of classes and the count of samples skipped for an empty mask."""
 
     model: nn.Module
     hooks: bool
@@ -110,6 +122,7 @@ class Inputs:
     m: Tensor
     ids: list[str]
     mask_kind: str
+    classes: int
     skipped_samples: int = 0
 
 
@@ -146,7 +159,7 @@ def load_inputs(model: str | Path, data: str | Path, *, masks: str | Path | None
     ids = chosen.meta["sample_id"].astype(str).tolist() if "sample_id" in chosen.meta \
         else [str(i) for i in range(len(chosen))]
     return Inputs(loaded.model, loaded.hooks, x, y, chosen.masks.to(device), ids, kind,
-                  len(dataset) - len(filled))
+                  int(out.shape[1]), len(dataset) - len(filled))
 
 
 def _rows(metric: str, params: dict, result, kind: str, seed: int, ids: list[str]
@@ -164,11 +177,12 @@ def _rows(metric: str, params: dict, result, kind: str, seed: int, ids: list[str
     return parts
 
 
-def score_maps(inputs: Inputs, metrics: list[str], seeds: list[int]
+def score_maps(inputs: Inputs, metrics: list[str], seeds: list[int], good: Tensor | None = None
                ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
-    """Score every map kind of every seed with every metric: the long scores frame, the cost
-    per metric (declared ``forward`` passes and ``explanations`` per sample, measured
-    ``seconds_per_map``) and the metrics or map kinds that failed (name -> reason)."""
+    """Score every map kind of every seed with every metric (the good map: ``good``, default the
+    mask): the long scores frame, the cost per metric (declared ``forward`` passes and
+    ``explanations`` per sample, measured ``seconds_per_map``) and the metrics or map kinds that
+    failed (name -> reason)."""
     size = int(inputs.x.shape[-1])
     kinds = [k for k in KINDS if inputs.hooks or k != "random_model"]
     skipped = {} if inputs.hooks else {
@@ -177,13 +191,13 @@ def score_maps(inputs: Inputs, metrics: list[str], seeds: list[int]
     seconds = dict.fromkeys(metrics, 0.0)
     for seed in seeds:
         try:
-            maps = make_maps(inputs.model, inputs.x, inputs.y, inputs.m, seed, kinds)
+            maps = make_maps(inputs.model, inputs.x, inputs.y, inputs.m, seed, kinds, good)
         except (ValueError, RuntimeError, TypeError) as err:  # random_model on this model
             if "random_model" not in kinds:
                 raise
             skipped["random_model maps"] = str(err).strip().splitlines()[0][:200]
             kinds = [k for k in kinds if k != "random_model"]
-            maps = make_maps(inputs.model, inputs.x, inputs.y, inputs.m, seed, kinds)
+            maps = make_maps(inputs.model, inputs.x, inputs.y, inputs.m, seed, kinds, good)
         for name in list(parts):
             spec = get_metric(name)
             params = cheap_params(name, size) | ({"seed": seed} if "seed" in spec.params else {})
@@ -218,7 +232,8 @@ def score_maps(inputs: Inputs, metrics: list[str], seeds: list[int]
 class MetaResult:
     """What :func:`run_meta` returns (and writes): the long ``scores``, the ``trust`` table,
     the ``discrimination`` rows per (score, degraded kind), the ``agreement`` matrix, the
-    ``costs``, what was ``skipped`` (name -> reason) and the settings."""
+    ``costs``, what was ``skipped`` (name -> reason), the settings and, with ``linear=True``,
+    the same for the linear reference (``linear``)."""
 
     scores: pd.DataFrame
     trust: pd.DataFrame
@@ -227,9 +242,11 @@ class MetaResult:
     costs: pd.DataFrame
     skipped: dict[str, str] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    linear: MetaResult | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: settings, skipped, the trust table's rows and the agreement matrix."""
+        """JSON-ready: settings, skipped, the trust table's rows, the agreement matrix and the
+        linear reference's (``linear``, when run)."""
         def clean(value: Any) -> Any:
             if isinstance(value, (float, np.floating)):
                 return None if not math.isfinite(float(value)) else float(value)
@@ -242,21 +259,26 @@ class MetaResult:
         trust = [{k: clean(v) for k, v in row.items()}
                  for row in self.trust.to_dict(orient="records")]
         rho = [[clean(v) for v in row] for row in self.agreement.to_numpy()]
+        linear = {} if self.linear is None else {"linear": self.linear.to_dict()}
         return {**self.settings, "skipped": self.skipped, "trust": trust,
-                "agreement": {"scores": list(self.agreement.columns), "rho": rho}}
+                "agreement": {"scores": list(self.agreement.columns), "rho": rho}, **linear}
 
-    def write(self, out: str | Path) -> Path:
-        """The tables as Parquet, everything as ``meta.json`` and the HTML page
-        (``report/index.html``, :mod:`.report`) in the folder ``out``."""
-        out = Path(out)
+    def _write_tables(self, out: Path) -> None:
         out.mkdir(parents=True, exist_ok=True)
         self.scores.to_parquet(out / "scores.parquet", index=False)
         self.trust.to_parquet(out / "trust.parquet", index=False)
         self.discrimination.to_parquet(out / "discrimination.parquet", index=False)
         self.agreement.reset_index().to_parquet(out / "agreement.parquet", index=False)
+
+    def write(self, out: str | Path) -> Path:
+        """The tables as Parquet (the linear reference's in ``out/linear``), everything as
+        ``meta.json`` and the HTML page (``report/index.html``, :mod:`.report`) in ``out``."""
+        out = Path(out)
+        self._write_tables(out)
+        if self.linear is not None:
+            self.linear._write_tables(out / "linear")
         (out / "meta.json").write_text(json.dumps(self.to_dict(), indent=1) + "\n")
-        write_page(out / "report", self.trust, self.discrimination, self.agreement, self.skipped,
-                   self.settings)
+        write_page(out / "report", self)
         return out
 
 
@@ -270,9 +292,10 @@ def check_options(n_samples: int, seeds: int, normalize: str) -> None:
         raise ValueError(f"--normalize must be none or imagenet, got {normalize!r}")
 
 
-def check_metrics(names: list[str] | None) -> None:
+def check_metrics(names: list[str] | None, linear: bool = False) -> None:
     """Metric names checked before any loading: each registered and of a kind that scores a
-    given map (a one-line ValueError naming ``--metrics`` otherwise)."""
+    given map, and with ``linear`` at least one that reads the model (a one-line ValueError
+    naming the option otherwise)."""
     known = [spec.name for spec in available()]
     for name in names or []:
         if name not in known:
@@ -282,47 +305,73 @@ def check_metrics(names: list[str] | None) -> None:
             raise ValueError(f"--metrics: {name!r} cannot score a given map ({NOT_A_MAP[kind]})")
     if names is not None and not names:
         raise ValueError("--metrics: name at least one metric")
+    if linear and names is not None and not any(
+            get_metric(n).kind in LINEAR_KINDS for n in names):
+        raise ValueError("--linear: none of --metrics reads the model (kind 'model', e.g. "
+                         "region_perturbation); the linear reference judges only those")
 
 
 def run_meta(model: str | Path, data: str | Path, *, masks: str | Path | None = None,
              arch: str | None = None, num_classes: int | None = None, normalize: str = "none",
              size: int | None = None, metrics: list[str] | None = None,
-             n_samples: int = N_SAMPLES, seeds: int = SEEDS, out: str | Path | None = None,
-             device: str = "auto") -> MetaResult:
+             n_samples: int = N_SAMPLES, seeds: int = SEEDS, linear: bool = False,
+             out: str | Path | None = None, device: str = "auto") -> MetaResult:
     """Meta-evaluate the metrics on ``model`` and ``data`` (+ ``masks``): see ``salbench meta
     --help`` for each argument. Writes the tables to ``out`` when given; returns them."""
     check_options(n_samples, seeds, normalize)
-    check_metrics(metrics)
+    check_metrics(metrics, linear)
     dev = str(resolve_device(device))
     python_state, numpy_state = random.getstate(), np.random.get_state()
     try:  # a library call: the caller's random state comes back as it was
         with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
             seed_everything(0)
             return _run(model, data, masks, arch, num_classes, normalize, size, metrics,
-                        n_samples, seeds, out, dev)
+                        n_samples, seeds, linear, out, dev)
     finally:
         random.setstate(python_state)
         np.random.set_state(numpy_state)
 
 
+def _judge(inputs: Inputs, names: list[str], seeds: list[int], skipped: dict[str, str],
+           settings: dict[str, Any], good: Tensor | None = None) -> MetaResult:
+    scores, costs, failed = score_maps(inputs, names, seeds, good)
+    skipped = skipped | failed
+    if scores.empty:
+        raise ValueError("--metrics: no metric could score the maps ("
+                         + "; ".join(f"{k}: {v}" for k, v in list(failed.items())[:3]) + ")")
+    return MetaResult(scores, trust_table(scores, costs), discrimination(scores),
+                      agreement(scores), costs, skipped,
+                      {**settings, "kinds": sorted(set(scores["kind"]))})
+
+
+def linear_reference(inputs: Inputs, names: list[str], seeds: list[int],
+                     settings: dict[str, Any]) -> MetaResult:
+    """The metrics of ``names`` that read the model judged on a linear model fitted to the
+    samples, with its exact contributions as the good map (module docstring)."""
+    model = fit_linear(inputs.x, inputs.y, inputs.classes)
+    with torch.inference_mode():
+        accuracy = float((model(inputs.x).argmax(1) == inputs.y).float().mean())
+    chosen = [n for n in names if get_metric(n).kind in LINEAR_KINDS]
+    skipped = {n: "reads no model: its good map is the mask's, not the linear model's"
+               for n in names if n not in chosen}
+    reference = dataclasses.replace(inputs, model=model, hooks=True)
+    return _judge(reference, chosen, seeds, skipped,
+                  {**settings, "reference": "linear", "linear_train_accuracy": accuracy},
+                  good=contributions(model, inputs.x, inputs.y))
+
+
 def _run(model, data, masks, arch, num_classes, normalize, size, metrics, n_samples, seeds,
-         out, dev) -> MetaResult:
+         linear, out, dev) -> MetaResult:
     inputs = load_inputs(model, data, masks=masks, arch=arch, num_classes=num_classes,
                          normalize=normalize, size=size, n_samples=n_samples, device=dev)
     names, skipped = applicable(inputs.mask_kind, metrics)
     seed_list = list(range(seeds))
-    scores, costs, failed = score_maps(inputs, names, seed_list)
-    skipped |= failed
-    if scores.empty:
-        raise ValueError("--metrics: no metric could score the maps ("
-                         + "; ".join(f"{k}: {v}" for k, v in list(failed.items())[:3]) + ")")
-    result = MetaResult(scores, trust_table(scores, costs), discrimination(scores),
-                        agreement(scores), costs, skipped, {
-                            "model": str(model), "data": str(data),
-                            "masks": None if masks is None else str(masks),
-                            "n_samples": len(inputs.ids), "seeds": seed_list,
-                            "skipped_samples_without_mask": inputs.skipped_samples,
-                            "kinds": sorted(set(scores["kind"]))})
+    settings = {"model": str(model), "data": str(data),
+                "masks": None if masks is None else str(masks), "n_samples": len(inputs.ids),
+                "seeds": seed_list, "skipped_samples_without_mask": inputs.skipped_samples}
+    result = _judge(inputs, names, seed_list, skipped, {**settings, "reference": "mask"})
+    if linear:
+        result.linear = linear_reference(inputs, names, seed_list, settings)
     if out is not None:
         result.write(out)
     return result

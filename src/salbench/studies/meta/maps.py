@@ -3,7 +3,9 @@ copies that should score the same.
 
 - **good** (:data:`GOOD`): the ground-truth mask itself, ``m`` repeated over the channels
   ``[B, C, H, W]`` — on data whose mask marks the pixels that drive the class, the best map
-  there is.
+  there is. On the **linear reference** (:func:`fit_linear`), a linear model fitted to the same
+  samples, the good map is its exact contribution map (:func:`contributions`): what each pixel
+  adds to that model's logit against the metrics' fill value, whatever the mask says.
 - **degraded** (:data:`DEGRADED`): the mask plus Gaussian noise of σ = 0.25, 0.5 and 1 × the map's
   standard deviation (per sample, one draw per pixel shared by the channels); the mask's pixels
   in a random order (``shuffled``: the same values, so every permutation-invariant statistic is
@@ -65,13 +67,65 @@ def shuffled(good: Tensor, seed: int) -> Tensor:
     return flat.gather(2, order[:, None].expand(-1, c, -1)).reshape(good.shape)
 
 
+def fit_linear(x: Tensor, y: Tensor, num_classes: int, weight_decay: float = 1e-3,
+               steps: int = 200) -> nn.Sequential:
+    """A linear classifier ``Flatten → Linear(C·H·W, num_classes)`` fitted to ``x``, ``y``:
+    cross-entropy + ``weight_decay`` · ||W||² (the penalty keeps the optimum finite on separable
+    data), full batch, L-BFGS (strong Wolfe line search) from zero weights for at most ``steps``
+    iterations: deterministic for given data. Returned in eval mode."""
+    linear = nn.Linear(x[0].numel(), num_classes).to(x.device)
+    nn.init.zeros_(linear.weight)
+    nn.init.zeros_(linear.bias)
+    model = nn.Sequential(nn.Flatten(), linear)
+    optimiser = torch.optim.LBFGS(linear.parameters(), max_iter=steps,
+                                  line_search_fn="strong_wolfe")
+    flat = x.detach().flatten(1).float()
+
+    def closure() -> Tensor:
+        optimiser.zero_grad()
+        loss = (nn.functional.cross_entropy(linear(flat), y)
+                + weight_decay * linear.weight.pow(2).sum())
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimiser.step(closure)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval()
+
+
+BASELINE = 0.5
+"""The reference input of :func:`contributions`: the value salbench's perturbation metrics put in
+a removed pixel on [0, 1] inputs (the ``gray`` fill; the mean of their uniform-noise fills)."""
+
+
+def contributions(model: nn.Sequential, x: Tensor, y: Tensor, baseline: float = BASELINE
+                  ) -> Tensor:
+    """The exact contribution map of a linear model ``Flatten → Linear`` (:func:`fit_linear`)
+    against a constant reference input ``b``: ``W_y ⊙ (x − b)``, shaped like ``x``
+    ``[B, C, H, W]``. Pixel i is exactly what replacing x_i by b removes from the logit f_y, and
+    the map sums to f_y(x) − f_y(b·1); it is what integrated gradients and DeepLIFT give a
+    linear model with that baseline. A perturbation metric that fills with b therefore drops
+    the logit fastest along this map's order (one pixel per patch): the map is good for the
+    model by construction."""
+    if not (isinstance(model, nn.Sequential) and len(model) == 2
+            and isinstance(model[0], nn.Flatten) and isinstance(model[1], nn.Linear)):
+        raise TypeError("contributions needs nn.Sequential(nn.Flatten(), nn.Linear(...)), "
+                        f"got {type(model).__name__}")
+    weight = model[1].weight[y].reshape(x.shape)
+    return (weight * (x - baseline)).detach()
+
+
 def make_maps(model: nn.Module, x: Tensor, y: Tensor, m: Tensor, seed: int,
-              kinds: Sequence[str] = KINDS) -> dict[str, Tensor]:
-    """Every map of ``kinds`` for the samples ``x``, ``y`` with masks ``m``, from ``seed``."""
+              kinds: Sequence[str] = KINDS, good: Tensor | None = None) -> dict[str, Tensor]:
+    """Every map of ``kinds`` for the samples ``x``, ``y`` with masks ``m``, from ``seed``; the
+    good map is ``good`` when given (the linear reference's contributions), else the mask."""
     unknown = sorted(set(kinds) - set(KINDS))
     if unknown:
         raise ValueError(f"kinds must be among {list(KINDS)}, got {unknown}")
-    good = good_map(m, x.shape[1]).to(x.device)
+    if good is None:
+        good = good_map(m, x.shape[1]).to(x.device)
     makers: dict[str, Callable[[], Tensor]] = {
         GOOD: lambda: good,
         "shuffled": lambda: shuffled(good, seed),

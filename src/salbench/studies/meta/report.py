@@ -36,39 +36,56 @@ def trust_frame(trust: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return shown, bold
 
 
-def meta_section(trust: pd.DataFrame, discrimination: pd.DataFrame, agreement: pd.DataFrame,
-                 skipped: dict[str, str], settings: dict) -> Section:
-    """The page's one section, from :class:`~salbench.studies.meta.MetaResult`'s tables."""
+GOOD_MAPS = {"mask": "the ground-truth mask as a map (good for the data by construction)",
+             "linear": "a linear model fitted to the samples, its exact contributions "
+                       "W_y ⊙ (x − 0.5) as the good map (good for that model by construction)"}
+
+
+def meta_section(result, title: str = "Which metrics to trust") -> Section:
+    """One section of the page from a :class:`~salbench.studies.meta.MetaResult`."""
+    trust, discrimination, settings = result.trust, result.discrimination, result.settings
+    reference = settings.get("reference", "mask")
     shown, bold = trust_frame(trust)
     counts = trust["verdict"].value_counts()
     text = (f"{len(trust)} metric outputs scored on {settings.get('n_samples')} samples × "
-            f"{len(settings.get('seeds', []))} seeds, on the ground-truth mask as a map (good by "
-            "construction) and on degraded maps: "
+            f"{len(settings.get('seeds', []))} seeds, on {GOOD_MAPS[reference]} and on degraded "
+            "maps: "
             + ", ".join(KIND_HEADINGS[k] for k in DEGRADED if k in settings.get("kinds", []))
             + ". Verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + ".")
-    if skipped:
-        text += "\n\nSkipped: " + "; ".join(f"{k}: {v}" for k, v in skipped.items())
+    if reference == "linear":
+        text += (f" The linear model classifies {settings['linear_train_accuracy']:.0%} of the "
+                 "samples it was fitted to correctly; its maps are exact whatever its accuracy.")
+    if result.skipped:
+        text += "\n\nSkipped: " + "; ".join(f"{k}: {v}" for k, v in result.skipped.items())
+    good = "good" if reference == "linear" else "ground-truth"
     intervals = discrimination.assign(kind=discrimination["kind"].map(KIND_HEADINGS))
-    tables = [Table(shown, "Which metrics to trust. δ: paired dominance of the ground-truth map "
-                    "over each degraded map (bold: its 95 % bootstrap interval lies above 0); "
-                    "resilience: 1 − the mean change under the worse of rescaling and jitter "
-                    "over the gap between the ground-truth and the random map (at least 0); "
-                    "seed sd: the largest standard deviation of δ over the seeds.",
-                    name="trust", digits=3, bold=bold, collapse_after=100),
+    name = "" if reference == "mask" else f"-{reference}"
+    tables = [Table(shown, f"{title}. δ: paired dominance of the {good} map over each degraded "
+                    "map (bold: its 95 % bootstrap interval lies above 0); resilience: 1 − the "
+                    f"mean change under the worse of rescaling and jitter over the gap between "
+                    f"the {good} and the random map (at least 0); seed sd: the largest standard "
+                    "deviation of δ over the seeds.",
+                    name=f"trust{name}", digits=3, bold=bold, collapse_after=100),
               Table(intervals, "δ per score and degraded kind with its 95 % interval over n "
-                    "samples; share: the fraction of (sample, seed) pairs the ground truth wins.",
-                    name="discrimination", digits=3)]
-    fig = figures.heatmap(agreement, title="Spearman ρ between the metrics over every scored map",
+                    f"samples; share: the fraction of (sample, seed) pairs the {good} map wins.",
+                    name=f"discrimination{name}", digits=3)]
+    fig = figures.heatmap(result.agreement,
+                          title="Spearman ρ between the metrics over every scored map",
                           colorbar_label="ρ (lower-is-better negated: ρ > 0 agrees)")
-    return Section("Which metrics to trust", text, tables=tables,
+    return Section(title, text, tables=tables,
                    figures=[Figure(fig, "Agreement between the metrics over all scored maps.",
-                                   name="agreement", embed="svg")])
+                                   name=f"agreement{name}", embed="svg")])
 
 
-def write_page(out: str | Path, trust: pd.DataFrame, discrimination: pd.DataFrame,
-               agreement: pd.DataFrame, skipped: dict[str, str], settings: dict) -> Path:
-    """Render the page into ``out``; returns the path of its ``index.html``."""
+def write_page(out: str | Path, result) -> Path:
+    """Render ``result`` (a :class:`~salbench.studies.meta.MetaResult`, with its linear
+    reference as a second section when run) into ``out``; returns the path of its
+    ``index.html``."""
+    settings = result.settings
     summary = [(key, str(settings[key])) for key in ("model", "data", "masks")
                if settings.get(key) is not None]
-    return render_page(out, [meta_section(trust, discrimination, agreement, skipped, settings)],
-                       title="salbench meta: which metrics to trust", summary=summary)
+    sections = [meta_section(result)]
+    if result.linear is not None:
+        sections.append(meta_section(result.linear, "On a linear reference model"))
+    return render_page(out, sections, title="salbench meta: which metrics to trust",
+                       summary=summary)
