@@ -1,9 +1,10 @@
 """Meta-evaluation (``salbench meta``): on a hand-built model whose logit is driven by exactly the
 masked pixels, the ground-truth mask beats the random map on the ground-truth metrics (trusted);
 permutation-invariant map statistics cannot tell the mask from its shuffled copy (weak, for that
-kind); lower-is-better scores are oriented; the agreement matrix is Spearman's ρ; the command
-prints the table, writes its files and an HTML page with the same table, and refuses bad
-arguments in one line."""
+kind); lower-is-better scores are oriented; the agreement matrix is Spearman's ρ; the linear
+reference's contribution map is exact (Captum's integrated gradients as the oracle) and trusted
+by region perturbation; the command prints the table, writes its files and an HTML page with the
+same table, and refuses bad arguments in one line."""
 
 from __future__ import annotations
 
