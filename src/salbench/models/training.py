@@ -354,7 +354,7 @@ def _autocast(device: torch.device, bf16: bool):
 
 
 def _to_input(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
-    if channels_last and x.dim() == 4:
+    if channels_last:  # only for image batches (_probe)
         return x.contiguous(memory_format=torch.channels_last)
     return x
 
