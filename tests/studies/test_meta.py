@@ -2,8 +2,9 @@
 masked pixels, the ground-truth mask beats the random map on the ground-truth metrics (trusted);
 permutation-invariant map statistics cannot tell the mask from its shuffled copy (weak, for that
 kind); lower-is-better scores are oriented; the agreement matrix is Spearman's ρ; the linear
-reference's contribution map is exact (Captum's integrated gradients as the oracle) and trusted
-by region perturbation; the command prints the table, writes its files and an HTML page with the
+reference's contribution map is exact (Captum's integrated gradients as the oracle), each
+metric's good map on it is exact for that metric's own fill, and region perturbation and deletion
+trust it; the command prints the table, writes its files and an HTML page with the
 same table, and refuses bad arguments in one line."""
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from torch import nn
 from typer.testing import CliRunner
 
 from salbench.cli import app
+from salbench.metrics import get_metric, score
+from salbench.metrics.perturbation import BlurFill
 from salbench.studies.meta import run_meta
 from salbench.studies.meta.analysis import (
     agreement,
@@ -33,8 +36,10 @@ from salbench.studies.meta.maps import (
     INVARIANT,
     KINDS,
     contributions,
+    exact_map,
     fit_linear,
     make_maps,
+    replacement,
     shuffled,
 )
 
@@ -202,11 +207,7 @@ def test_the_linear_references_contributions_are_exact_and_integrated_gradients(
     deterministic and learns the two-class square data."""
     from captum.attr import IntegratedGradients
 
-    g = torch.Generator().manual_seed(2)
-    x = torch.rand(12, 2, 8, 8, generator=g) * 0.3
-    y = torch.arange(12) % 2
-    for i in range(12):
-        x[i, y[i], 2:5, 3:6] = 0.9
+    x, y = square_data()
     model, again = fit_linear(x, y, 2), fit_linear(x, y, 2)
     assert torch.equal(model[1].weight, again[1].weight)
     assert (model(x).argmax(1) == y).all()
@@ -221,28 +222,103 @@ def test_the_linear_references_contributions_are_exact_and_integrated_gradients(
         contributions(square_model(), x, y)
 
 
+def square_data(n: int = 12, size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(n, 2, size, size, generator=g) * 0.3
+    y = torch.arange(n) % 2
+    for i in range(n):
+        x[i, y[i], 2:5, 3:6] = 0.9
+    return x, y
+
+
+def test_each_metrics_exact_map_on_the_linear_model_is_exact_for_that_metric():
+    """The replacement image of each removal metric is its own fill (deletion 0, selectivity the
+    image minimum, IROF the channel mean, insertion its blurred start, AOPC's uniform noise by
+    its mean); W_y ⊙ (x − r) sums to f_y(x) − f_y(r), what removing every pixel takes (theory);
+    infidelity's W_y scores infidelity 0 and conservation's map conserves f_y(x) exactly
+    (salbench's metrics); fills that depend on the removed set have no static replacement."""
+    x, y = square_data()
+    model = fit_linear(x, y, 2)
+
+    def fill_of(name: str, **params) -> torch.Tensor:
+        return replacement(name, get_metric(name).resolve(params))(x, None)
+
+    torch.testing.assert_close(fill_of("deletion"), torch.zeros_like(x))
+    torch.testing.assert_close(fill_of("selectivity"),
+                               x.amin((1, 2, 3), keepdim=True).expand_as(x))
+    torch.testing.assert_close(fill_of("irof"), x.mean((2, 3), keepdim=True).expand_as(x))
+    torch.testing.assert_close(fill_of("insertion"), BlurFill(5.0, 11)(x, None))
+    torch.testing.assert_close(fill_of("aopc", input_range=[0.0, 1.0]), torch.full_like(x, 0.5))
+    assert replacement("road", get_metric("road").resolve({})) is None
+    assert replacement("region_perturbation",
+                       get_metric("region_perturbation").resolve({"fill": "inpaint-telea"})) is None
+    with torch.no_grad():
+        logit = model(x).gather(1, y[:, None])[:, 0]
+        for name in ("deletion", "selectivity", "irof", "insertion", "region_perturbation"):
+            params = get_metric(name).resolve({})
+            a, how = exact_map(model, x, y, name, params)
+            removed = model(replacement(name, params)(x, None)).gather(1, y[:, None])[:, 0]
+            torch.testing.assert_close(a.flatten(1).sum(1), logit - removed,
+                                       rtol=1e-5, atol=1e-5, msg=name)
+            assert how.startswith("W_y ⊙ (x − r)"), how
+    a, _ = exact_map(model, x, y, "infidelity", {})
+    infidelity = score("infidelity", model=model, x=x, y=y, a=a, n_samples=10)
+    assert infidelity.values["infidelity"].abs().max() < 1e-8
+    a, _ = exact_map(model, x, y, "conservation", {})
+    conservation = score("conservation", model=model, x=x, y=y, a=a)
+    assert conservation.values["conservation_error"].max() < 1e-5
+
+
 def test_the_linear_reference_judges_the_metrics_that_read_the_model(user, tmp_path):
     """On the linear reference the MoRF curve ranks the exact contributions above the random
-    map (lower AUC); a ground-truth metric is not judged there (its good map is the mask's); the
-    tables and a second page section are written."""
+    map (lower AUC), and so does deletion with its own good map (its black fill, not gray); a
+    ground-truth metric is not judged there (its good map is the mask's); the tables and a
+    second page section naming each metric's good map are written."""
     result = run_meta(user / "model.pt", user / "data.npz", seeds=2, n_samples=N,
-                      metrics=["top_k_precision", "region_perturbation"], linear=True,
-                      out=tmp_path / "lin", device="cpu")
+                      metrics=["top_k_precision", "region_perturbation", "deletion"],
+                      linear=True, out=tmp_path / "lin", device="cpu")
     linear = result.linear
     assert linear.settings["reference"] == "linear" and result.settings["reference"] == "mask"
     assert linear.settings["linear_train_accuracy"] == 1.0
-    assert list(linear.trust["metric"]) == ["region_perturbation"]
+    assert sorted(linear.trust["metric"]) == ["deletion", "region_perturbation"]
     assert "top_k_precision" in linear.skipped
-    flipping = linear.trust.set_index("score").loc["region_perturbation.auc [patch=4]"]
-    assert flipping["effect:uniform_random"] > 0.8 and flipping["low:uniform_random"] > 0
-    assert flipping["verdict"] == "trust", flipping["reason"]
+    assert linear.settings["good_maps"] == {
+        "region_perturbation": "W_y ⊙ (x − r), r = ConstantFill(value=0.5)",
+        "deletion": "W_y ⊙ (x − r), r = ConstantFill(value=0.0)"}
+    table = linear.trust.set_index("score")
+    for name in ("region_perturbation.auc [patch=4]", "deletion [steps=log:16]"):
+        assert table.loc[name, "effect:uniform_random"] > 0.8, name
+        assert table.loc[name, "low:uniform_random"] > 0, name
+        assert table.loc[name, "verdict"] == "trust", table.loc[name, "reason"]
     saved = pd.read_parquet(tmp_path / "lin" / "linear" / "trust.parquet")
     assert list(saved["score"]) == list(linear.trust["score"])
     page = (tmp_path / "lin" / "report" / "index.html").read_text()
-    assert "On a linear reference model" in page
+    assert "On a linear reference model" in page and "r = ConstantFill(value=0.0)" in page
     shown = pd.read_csv(tmp_path / "lin" / "report" / "tables" / "trust-linear.csv")
     assert np.allclose(shown["δ random map"], linear.trust["effect:uniform_random"])
     assert json.loads((tmp_path / "lin" / "meta.json").read_text())["linear"]["trust"]
+
+
+def test_a_model_under_its_accuracy_gate_leaves_the_model_metrics_not_testable(user, tmp_path):
+    """The square model with its class scores swapped misclassifies every sample: region
+    perturbation (it reads the model) is not testable, top-k precision (it reads the mask) keeps
+    its verdict, and the page says the model is under its gate; the same run with the gate at 0
+    judges region perturbation."""
+    swapped = square_model()
+    with torch.no_grad():
+        swapped[4].weight.copy_(swapped[4].weight.flip(0))
+    torch.save(swapped, tmp_path / "swapped.pt")
+    metrics = ["top_k_precision", "region_perturbation"]
+    result = run_meta(tmp_path / "swapped.pt", user / "data.npz", seeds=1, n_samples=6,
+                      metrics=metrics, out=tmp_path / "gated", device="cpu")
+    assert result.settings["model_accuracy"] == 0.0 and result.settings["accuracy_gate"] == 0.8
+    verdicts = result.trust.set_index("metric")["verdict"]
+    assert verdicts["region_perturbation"] == "not testable"
+    assert verdicts["top_k_precision"] == "trust"
+    assert "under its accuracy gate" in (tmp_path / "gated" / "report" / "index.html").read_text()
+    ungated = run_meta(tmp_path / "swapped.pt", user / "data.npz", seeds=1, n_samples=6,
+                       metrics=metrics, accuracy_gate=0.0, device="cpu")
+    assert ungated.trust.set_index("metric")["verdict"]["region_perturbation"] != "not testable"
 
 
 def invoke(*args) -> object:
@@ -288,6 +364,7 @@ def test_the_command_prints_the_table_and_writes_its_files(user, tmp_path):
     (("--metrics", "max_sensitivity"), "--metrics: 'max_sensitivity' cannot score a given map"),
     (("--normalize", "zscore"), "--normalize"),
     (("--linear", "--metrics", "top_k_precision"), "--linear: none of --metrics reads the model"),
+    (("--accuracy-gate", 1.5), "--accuracy-gate must be a number in [0, 1], got 1.5"),
 ])
 def test_bad_arguments_are_one_line_errors_before_any_work(user, tmp_path, args, expected):
     out = tmp_path / "bad"

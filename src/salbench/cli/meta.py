@@ -39,8 +39,9 @@ def trust_lines(result, console: Console) -> None:
     settings = result.settings
     linear = settings.get("reference") == "linear"
     reference = (f"on a linear model fitted to the samples (accuracy "
-                 f"{settings['linear_train_accuracy']:.2f}), its exact contributions as the good "
-                 "map" if linear else "the ground-truth mask as the good map")
+                 f"{settings['linear_train_accuracy']:.2f}), its exact map for each metric as the "
+                 "good map" if linear else "the ground-truth mask as the good map, model accuracy "
+                 f"{settings['model_accuracy']:.2f} (gate {settings['accuracy_gate']:g})")
     console.print(f"meta-evaluation: {len(result.trust)} metric outputs on "
                   f"{settings['n_samples']} samples × {len(settings['seeds'])} seeds, {reference}; "
                   f"maps: {', '.join(settings['kinds'])}", highlight=False, markup=False)
@@ -102,9 +103,13 @@ def meta(
     n_samples: int = typer.Option(16, "--n-samples", help="Samples with a mask to score."),
     seeds: int = typer.Option(3, "--seeds", help="Seeds 0..SEEDS-1 for the random maps and the "
                               "metrics' own draws."),
+    accuracy_gate: float = typer.Option(0.8, "--accuracy-gate", help="Under this accuracy of "
+                                        "the model on the scored samples, the metrics that read "
+                                        "it are not testable (0 turns the gate off)."),
     linear: bool = typer.Option(False, "--linear", help="Also judge the metrics that read the "
                                 "model on a linear model fitted to the samples, with its exact "
-                                "contribution map W_y ⊙ (x − 0.5) as the good map."),
+                                "map for each metric as the good map (W_y ⊙ (x − r), r the "
+                                "metric's fill)."),
     out: Path | None = typer.Option(None, "--out", help="Output folder (default "
                                     "runs/meta-MODEL)."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
@@ -114,10 +119,11 @@ def meta(
     map (good by construction) and on degraded maps (mask + noise, shuffled mask, a random map, a
     randomised model's saliency) over several seeds, and prints per metric output its
     discrimination (δ with 95 % interval per degraded kind), resilience to changes that should
-    not matter, seed spread, cost and a verdict (trust / weak / flagged), then the metrics'
+    not matter, seed spread, cost and a verdict (trust / weak / flagged; not testable for the
+    metrics that read a model under --accuracy-gate on the samples), then the metrics'
     agreement matrix; writes Parquet tables, meta.json and an HTML page (report/index.html) to
     the output folder. With --linear, the metrics that read the model are judged again on a
-    linear model fitted to the samples, whose exact contributions are known good for it.
+    linear model fitted to the samples, whose exact map for each metric is known good for it.
 
     Example: salbench meta --model model.pt --data images/ --masks masks/ --seeds 3
     """
@@ -126,7 +132,7 @@ def meta(
 
     names = None if metrics is None else [m.strip() for m in metrics.split(",") if m.strip()]
     try:
-        check_options(n_samples, seeds, normalize)
+        check_options(n_samples, seeds, normalize, accuracy_gate)
         check_metrics(names, linear)
     except ValueError as err:
         fail(str(err).splitlines()[0])
@@ -134,7 +140,8 @@ def meta(
     try:
         result = run_meta(model, data, masks=masks, arch=arch, num_classes=num_classes,
                           normalize=normalize, size=size, metrics=names, n_samples=n_samples,
-                          seeds=seeds, linear=linear, out=run_dir, device=device)
+                          seeds=seeds, linear=linear, accuracy_gate=accuracy_gate,
+                          out=run_dir, device=device)
     except (ValueError, TypeError, FileNotFoundError, ConfigError) as err:
         fail(str(err).splitlines()[0])
     if as_json:

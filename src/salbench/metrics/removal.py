@@ -68,7 +68,8 @@ class MinFill:
         return x.amin((1, 2, 3), keepdim=True).expand_as(x).clone()
 
 
-def _fill(fill: str | float | Fill, input_range: tuple[float, float], seed: int) -> Fill:
+def removal_fill(fill: str | float | Fill, input_range: tuple[float, float], seed: int = 0
+                 ) -> Fill:
     """``black`` (:class:`MinFill`) or any :func:`~salbench.metrics.perturbation.make_fill` fill."""
     return MinFill() if fill == "black" else make_fill(fill, input_range, seed)
 
@@ -142,7 +143,7 @@ def irof(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *, segments: Tensor 
     """
     check_model_inputs(model, x, y, a)
     check_choice(precision, "precision", PRECISIONS)
-    fill_fn = _fill(fill, _check_range(input_range), seed)
+    fill_fn = removal_fill(fill, _check_range(input_range), seed)
     if segments is None:
         segments = superpixels(x, n_segments, compactness)
     labels = _check_segments(segments, x)
@@ -205,7 +206,7 @@ def selectivity(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, *,
         raise ValueError(f"patch must be an integer side length in [1, {min(x.shape[-2:])}], "
                          f"got {patch!r}")
     check_choice(precision, "precision", PRECISIONS)
-    fill_fn = _fill(fill, _check_range(input_range), seed)
+    fill_fn = removal_fill(fill, _check_range(input_range), seed)
     scorer = target_score(score)
     b, _, h, w = x.shape
     with torch.inference_mode():

@@ -17,10 +17,10 @@ aggregates.
 The mask is known good for the data, not for the model: a model may use other pixels. With
 ``linear=True`` (``--linear``) the metrics that read the model (kind ``model``) are judged a
 second time on a **linear reference**, a ``Flatten → Linear`` classifier fitted to the same
-samples (:func:`~salbench.studies.meta.maps.fit_linear`), whose exact contribution map
-``W_y ⊙ (x − 0.5)`` against the metrics' fill value
-(:func:`~salbench.studies.meta.maps.contributions`) is the good map: known good for that model by
-construction, whatever the mask says.
+samples (:func:`~salbench.studies.meta.maps.fit_linear`), whose exact map for each metric
+(:func:`~salbench.studies.meta.maps.exact_map`: ``W_y ⊙ (x − r)`` with r the image that metric
+puts where it removes pixels, ``W_y`` for infidelity, a map summing to f_y(x) for conservation)
+is its good map: known good for that model by construction, whatever the mask says.
 """
 
 from __future__ import annotations
@@ -45,8 +45,13 @@ from salbench.runtime import resolve_device, seed_everything
 from salbench.studies.benchmark.config import ModelSource
 from salbench.studies.benchmark.grid import user_model
 from salbench.studies.benchmark.plan import mask_kind
-from salbench.studies.meta.analysis import agreement, discrimination, trust_table
-from salbench.studies.meta.maps import KINDS, contributions, fit_linear, make_maps
+from salbench.studies.meta.analysis import (
+    NOT_TESTABLE,
+    agreement,
+    discrimination,
+    trust_table,
+)
+from salbench.studies.meta.maps import KINDS, exact_map, fit_linear, make_maps
 from salbench.studies.meta.report import write_page
 
 SCORED_KINDS = ("ground_truth", "map", "model")
@@ -60,6 +65,10 @@ NOT_A_MAP = {"explainer": "scores an explanation method (re-explains perturbed i
              "classifier": "scores the classifier, not a map"}
 N_SAMPLES = 16
 SEEDS = 3
+ACCURACY_GATE = 0.8
+"""Default ``--accuracy-gate``: under this accuracy of the model on the scored samples, the
+metrics that read it are ``not testable`` on the mask reference (a model that has not learned
+makes every perturbation curve look blind; the studies' cells and stand-in gates are 0.8)."""
 
 
 def cheap_params(name: str, size: int) -> dict[str, Any]:
@@ -113,7 +122,8 @@ def applicable(masks: str | None, names: list[str] | None = None
 class Inputs:
     """The samples a meta-evaluation scores: model (``hooks``: False for TorchScript), images,
     true classes, masks, sample ids, the masks' kind (``binary`` / ``levels``), the model's
-    number of classes and the count of samples skipped for an empty mask."""
+    number of classes, the count of samples skipped for an empty mask and the model's accuracy
+    on the samples."""
 
     model: nn.Module
     hooks: bool
@@ -124,6 +134,7 @@ class Inputs:
     mask_kind: str
     classes: int
     skipped_samples: int = 0
+    accuracy: float = math.nan
 
 
 def load_inputs(model: str | Path, data: str | Path, *, masks: str | Path | None = None,
@@ -159,7 +170,14 @@ def load_inputs(model: str | Path, data: str | Path, *, masks: str | Path | None
     ids = chosen.meta["sample_id"].astype(str).tolist() if "sample_id" in chosen.meta \
         else [str(i) for i in range(len(chosen))]
     return Inputs(loaded.model, loaded.hooks, x, y, chosen.masks.to(device), ids, kind,
-                  int(out.shape[1]), len(dataset) - len(filled))
+                  int(out.shape[1]), len(dataset) - len(filled), accuracy(loaded.model, x, y))
+
+
+def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch: int = 64) -> float:
+    """The share of the samples ``x`` whose top class is ``y``."""
+    with torch.inference_mode():
+        predicted = torch.cat([model(x[i:i + batch]).argmax(1) for i in range(0, len(x), batch)])
+    return float((predicted == y).float().mean())
 
 
 def _rows(metric: str, params: dict, result, kind: str, seed: int, ids: list[str]
@@ -282,7 +300,8 @@ class MetaResult:
         return out
 
 
-def check_options(n_samples: int, seeds: int, normalize: str) -> None:
+def check_options(n_samples: int, seeds: int, normalize: str,
+                  accuracy_gate: float = ACCURACY_GATE) -> None:
     """Options checked before any loading: one-line ValueErrors naming the option."""
     if not isinstance(n_samples, int) or n_samples < 1:
         raise ValueError(f"--n-samples must be a positive integer, got {n_samples!r}")
@@ -290,6 +309,9 @@ def check_options(n_samples: int, seeds: int, normalize: str) -> None:
         raise ValueError(f"--seeds must be a positive integer, got {seeds!r}")
     if normalize not in ("none", "imagenet"):
         raise ValueError(f"--normalize must be none or imagenet, got {normalize!r}")
+    if (isinstance(accuracy_gate, bool) or not isinstance(accuracy_gate, (int, float))
+            or not 0 <= accuracy_gate <= 1):
+        raise ValueError(f"--accuracy-gate must be a number in [0, 1], got {accuracy_gate!r}")
 
 
 def check_metrics(names: list[str] | None, linear: bool = False) -> None:
@@ -315,10 +337,11 @@ def run_meta(model: str | Path, data: str | Path, *, masks: str | Path | None = 
              arch: str | None = None, num_classes: int | None = None, normalize: str = "none",
              size: int | None = None, metrics: list[str] | None = None,
              n_samples: int = N_SAMPLES, seeds: int = SEEDS, linear: bool = False,
-             out: str | Path | None = None, device: str = "auto") -> MetaResult:
+             accuracy_gate: float = ACCURACY_GATE, out: str | Path | None = None,
+             device: str = "auto") -> MetaResult:
     """Meta-evaluate the metrics on ``model`` and ``data`` (+ ``masks``): see ``salbench meta
     --help`` for each argument. Writes the tables to ``out`` when given; returns them."""
-    check_options(n_samples, seeds, normalize)
+    check_options(n_samples, seeds, normalize, accuracy_gate)
     check_metrics(metrics, linear)
     dev = str(resolve_device(device))
     python_state, numpy_state = random.getstate(), np.random.get_state()
@@ -326,15 +349,24 @@ def run_meta(model: str | Path, data: str | Path, *, masks: str | Path | None = 
         with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
             seed_everything(0)
             return _run(model, data, masks, arch, num_classes, normalize, size, metrics,
-                        n_samples, seeds, linear, out, dev)
+                        n_samples, seeds, linear, accuracy_gate, out, dev)
     finally:
         random.setstate(python_state)
         np.random.set_state(numpy_state)
 
 
 def _judge(inputs: Inputs, names: list[str], seeds: list[int], skipped: dict[str, str],
-           settings: dict[str, Any], good: Tensor | None = None) -> MetaResult:
-    scores, costs, failed = score_maps(inputs, names, seeds, good)
+           settings: dict[str, Any], good: dict[str, Tensor] | None = None) -> MetaResult:
+    """Score and judge the metrics ``names``; ``good`` maps a metric to its good map (default:
+    the mask for all). Metrics sharing a good map share its degraded maps."""
+    groups: dict[int, tuple[Tensor | None, list[str]]] = {}
+    for name in names:
+        a = None if good is None else good[name]
+        groups.setdefault(id(a), (a, []))[1].append(name)
+    parts = [score_maps(inputs, group, seeds, a) for a, group in groups.values()]
+    scores = pd.concat([p[0] for p in parts], ignore_index=True)
+    costs = pd.concat([p[1] for p in parts], ignore_index=True)
+    failed = {k: v for p in parts for k, v in p[2].items()}
     skipped = skipped | failed
     if scores.empty:
         raise ValueError("--metrics: no metric could score the maps ("
@@ -347,21 +379,41 @@ def _judge(inputs: Inputs, names: list[str], seeds: list[int], skipped: dict[str
 def linear_reference(inputs: Inputs, names: list[str], seeds: list[int],
                      settings: dict[str, Any]) -> MetaResult:
     """The metrics of ``names`` that read the model judged on a linear model fitted to the
-    samples, with its exact contributions as the good map (module docstring)."""
+    samples, each with the model's exact map for it as the good map (module docstring)."""
     model = fit_linear(inputs.x, inputs.y, inputs.classes)
-    with torch.inference_mode():
-        accuracy = float((model(inputs.x).argmax(1) == inputs.y).float().mean())
+    fitted = accuracy(model, inputs.x, inputs.y)
     chosen = [n for n in names if get_metric(n).kind in LINEAR_KINDS]
     skipped = {n: "reads no model: its good map is the mask's, not the linear model's"
                for n in names if n not in chosen}
-    reference = dataclasses.replace(inputs, model=model, hooks=True)
+    size = int(inputs.x.shape[-1])
+    shared: dict[str, Tensor] = {}  # metrics with the same good map share it and its degradations
+    good, described = {}, {}
+    for name in chosen:
+        params = get_metric(name).resolve(cheap_params(name, size))
+        a, how = exact_map(model, inputs.x, inputs.y, name, params)
+        good[name] = shared.setdefault(how, a)
+        described[name] = how
+    reference = dataclasses.replace(inputs, model=model, hooks=True, accuracy=fitted)
     return _judge(reference, chosen, seeds, skipped,
-                  {**settings, "reference": "linear", "linear_train_accuracy": accuracy},
-                  good=contributions(model, inputs.x, inputs.y))
+                  {**settings, "reference": "linear", "linear_train_accuracy": fitted,
+                   "good_maps": described}, good)
+
+
+def under_gate(trust: pd.DataFrame, accuracy: float, gate: float) -> pd.DataFrame:
+    """``trust`` with the metrics that read the model ``not testable`` when the model's
+    ``accuracy`` on the scored samples is under ``gate`` (the others keep their verdicts: the
+    mask is good for the data whatever the model learned)."""
+    if not accuracy < gate:
+        return trust
+    reads_model = trust["metric"].map(lambda name: get_metric(name).kind in LINEAR_KINDS)
+    return trust.assign(
+        verdict=trust["verdict"].where(~reads_model, NOT_TESTABLE),
+        reason=trust["reason"].where(
+            ~reads_model, f"model accuracy {accuracy:.2f} < gate {gate:g} on these samples"))
 
 
 def _run(model, data, masks, arch, num_classes, normalize, size, metrics, n_samples, seeds,
-         linear, out, dev) -> MetaResult:
+         linear, accuracy_gate, out, dev) -> MetaResult:
     inputs = load_inputs(model, data, masks=masks, arch=arch, num_classes=num_classes,
                          normalize=normalize, size=size, n_samples=n_samples, device=dev)
     names, skipped = applicable(inputs.mask_kind, metrics)
@@ -369,7 +421,10 @@ def _run(model, data, masks, arch, num_classes, normalize, size, metrics, n_samp
     settings = {"model": str(model), "data": str(data),
                 "masks": None if masks is None else str(masks), "n_samples": len(inputs.ids),
                 "seeds": seed_list, "skipped_samples_without_mask": inputs.skipped_samples}
-    result = _judge(inputs, names, seed_list, skipped, {**settings, "reference": "mask"})
+    result = _judge(inputs, names, seed_list, skipped,
+                    {**settings, "reference": "mask", "model_accuracy": inputs.accuracy,
+                     "accuracy_gate": accuracy_gate})
+    result.trust = under_gate(result.trust, inputs.accuracy, accuracy_gate)
     if linear:
         result.linear = linear_reference(inputs, names, seed_list, settings)
     if out is not None:

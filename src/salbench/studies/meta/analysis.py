@@ -19,7 +19,9 @@ of :data:`~salbench.studies.meta.maps.KINDS`), ``seed``, ``sample_id`` and ``val
 - **Verdict**: ``flagged`` when the metric cannot tell the good map from the uniform random one
   (interval includes 0, or the effect points the wrong way); ``weak`` when it can but fails a
   severe kind (:data:`~salbench.studies.meta.maps.SEVERE`), its resilience is under
-  :data:`MIN_RESILIENCE` or its seed spread above :data:`MAX_SEED_SD`; ``trust`` otherwise.
+  :data:`MIN_RESILIENCE` or its seed spread above :data:`MAX_SEED_SD`; ``trust`` otherwise;
+  ``not testable`` (set by :func:`salbench.studies.meta.under_gate`) for a metric that reads a
+  model under its accuracy gate.
 - **Agreement**: Spearman's ρ between every pair of scores over all scored maps (kind × seed ×
   sample), lower-is-better scores negated first so ρ > 0 means the two agree.
 """
@@ -35,7 +37,9 @@ from salbench.results.findings import CONFIDENCE, N_BOOT, rng_for
 from salbench.results.stats import bootstrap_ci, metric_agreement
 from salbench.studies.meta.maps import DEGRADED, GOOD, INVARIANT, RANDOM, SEVERE
 
-VERDICTS = ("trust", "weak", "flagged")
+NOT_TESTABLE = "not testable"
+"""The verdict of a metric that reads the model when the model misses its accuracy gate."""
+VERDICTS = ("trust", "weak", "flagged", NOT_TESTABLE)
 MIN_RESILIENCE = 0.5
 MAX_SEED_SD = 0.25
 TIE = 1e-9  # relative difference under which two scores tie

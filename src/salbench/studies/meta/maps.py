@@ -4,8 +4,9 @@ copies that should score the same.
 - **good** (:data:`GOOD`): the ground-truth mask itself, ``m`` repeated over the channels
   ``[B, C, H, W]`` — on data whose mask marks the pixels that drive the class, the best map
   there is. On the **linear reference** (:func:`fit_linear`), a linear model fitted to the same
-  samples, the good map is its exact contribution map (:func:`contributions`): what each pixel
-  adds to that model's logit against the metrics' fill value, whatever the mask says.
+  samples, the good map is its exact map for each metric (:func:`exact_map`): what each pixel
+  adds to that model's logit against the value that metric puts in its place, whatever the
+  mask says.
 - **degraded** (:data:`DEGRADED`): the mask plus Gaussian noise of σ = 0.25, 0.5 and 1 × the map's
   standard deviation (per sample, one draw per pixel shared by the channels); the mask's pixels
   in a random order (``shuffled``: the same values, so every permutation-invariant statistic is
@@ -20,12 +21,15 @@ Every random draw comes from ``seed`` (and the kind), so one seed gives the same
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from salbench.explain import explain
+from salbench.metrics.perturbation import ConstantFill, Fill, UniformFill
+from salbench.metrics.removal import removal_fill
 
 GOOD = "ground_truth"
 NOISE_LEVELS = {"noise_0.25": 0.25, "noise_0.5": 0.5, "noise_1": 1.0}
@@ -96,25 +100,67 @@ def fit_linear(x: Tensor, y: Tensor, num_classes: int, weight_decay: float = 1e-
 
 
 BASELINE = 0.5
-"""The reference input of :func:`contributions`: the value salbench's perturbation metrics put in
-a removed pixel on [0, 1] inputs (the ``gray`` fill; the mean of their uniform-noise fills)."""
+"""The reference input of :func:`contributions` where a metric has no replacement image of its
+own: the value salbench's perturbation metrics put in a removed pixel on [0, 1] inputs (the
+``gray`` fill; the mean of their uniform-noise fills)."""
 
 
-def contributions(model: nn.Sequential, x: Tensor, y: Tensor, baseline: float = BASELINE
-                  ) -> Tensor:
+def contributions(model: nn.Sequential, x: Tensor, y: Tensor,
+                  baseline: float | Tensor = BASELINE) -> Tensor:
     """The exact contribution map of a linear model ``Flatten → Linear`` (:func:`fit_linear`)
-    against a constant reference input ``b``: ``W_y ⊙ (x − b)``, shaped like ``x``
-    ``[B, C, H, W]``. Pixel i is exactly what replacing x_i by b removes from the logit f_y, and
-    the map sums to f_y(x) − f_y(b·1); it is what integrated gradients and DeepLIFT give a
-    linear model with that baseline. A perturbation metric that fills with b therefore drops
-    the logit fastest along this map's order (one pixel per patch): the map is good for the
-    model by construction."""
+    against a reference input ``r`` (a constant or an image broadcastable to ``x``):
+    ``W_y ⊙ (x − r)``, shaped like ``x`` ``[B, C, H, W]``. Pixel i is exactly what replacing x_i
+    by r_i removes from the logit f_y, and the map sums to f_y(x) − f_y(r); it is what
+    integrated gradients and DeepLIFT give a linear model with that baseline. A perturbation
+    metric that fills with r therefore drops the logit fastest along this map's order (one
+    pixel per patch): the map is good for the model by construction."""
+    return (_weights(model, x, y) * (x - baseline)).detach()
+
+
+def _weights(model: nn.Sequential, x: Tensor, y: Tensor) -> Tensor:
     if not (isinstance(model, nn.Sequential) and len(model) == 2
             and isinstance(model[0], nn.Flatten) and isinstance(model[1], nn.Linear)):
         raise TypeError("contributions needs nn.Sequential(nn.Flatten(), nn.Linear(...)), "
                         f"got {type(model).__name__}")
-    weight = model[1].weight[y].reshape(x.shape)
-    return (weight * (x - baseline)).detach()
+    return model[1].weight[y].reshape(x.shape)
+
+
+def replacement(name: str, params: Mapping[str, Any]) -> Fill | None:
+    """The static fill metric ``name`` (with its resolved ``params``) puts where it removes
+    pixels: its ``fill`` (insertion: its ``start`` canvas), a uniform-noise fill by its mean
+    (the noise's expectation; AOPC's per-step noise too). None where the replacement depends on
+    what is removed (inpainting fills, ROAD's imputation) or the metric removes nothing."""
+    key = "start" if name == "insertion" else "fill"
+    if key not in params or "input_range" not in params:
+        return None
+    fill = removal_fill(params[key], tuple(params["input_range"]))
+    if isinstance(fill, UniformFill):
+        fill = ConstantFill((fill.low + fill.high) / 2)
+    return None if fill.mask_dependent else fill
+
+
+def exact_map(model: nn.Sequential, x: Tensor, y: Tensor, name: str,
+              params: Mapping[str, Any]) -> tuple[Tensor, str]:
+    """The linear model's map that is exact for metric ``name`` (resolved ``params``), and how
+    it was made:
+
+    - a removal metric with a static replacement r (:func:`replacement`): ``W_y ⊙ (x − r)``,
+      what removing each pixel takes from the logit under that metric's own fill;
+    - ``infidelity``: ``W_y``, since Iᵀ W_y = f_y(x) − f_y(x − I) for every perturbation I
+      (infidelity 0, Yeh et al. 2019, section 2);
+    - ``conservation``: ``W_y ⊙ x + b_y / D`` (D input values), which sums to f_y(x)
+      (conservation error 0);
+    - any other metric: ``W_y ⊙ (x − 0.5)`` (:data:`BASELINE`).
+    """
+    if name == "infidelity":
+        return _weights(model, x, y).clone(), "W_y (infidelity 0)"
+    if name == "conservation":
+        bias = model[1].bias[y].view(-1, 1, 1, 1) / x[0].numel()
+        return contributions(model, x, y, 0.0) + bias, "W_y ⊙ x + b_y / D (sums to f_y(x))"
+    fill = replacement(name, params)
+    if fill is None:
+        return contributions(model, x, y), f"W_y ⊙ (x − {BASELINE:g})"
+    return contributions(model, x, y, fill(x, None)), f"W_y ⊙ (x − r), r = {fill!r}"
 
 
 def make_maps(model: nn.Module, x: Tensor, y: Tensor, m: Tensor, seed: int,

@@ -37,8 +37,8 @@ def trust_frame(trust: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 GOOD_MAPS = {"mask": "the ground-truth mask as a map (good for the data by construction)",
-             "linear": "a linear model fitted to the samples, its exact contributions "
-                       "W_y ⊙ (x − 0.5) as the good map (good for that model by construction)"}
+             "linear": "a linear model fitted to the samples, its exact map for each metric as "
+                       "the good map (good for that model by construction)"}
 
 
 def meta_section(result, title: str = "Which metrics to trust") -> Section:
@@ -52,9 +52,18 @@ def meta_section(result, title: str = "Which metrics to trust") -> Section:
             "maps: "
             + ", ".join(KIND_HEADINGS[k] for k in DEGRADED if k in settings.get("kinds", []))
             + ". Verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + ".")
+    if reference == "mask" and "model_accuracy" in settings:
+        accuracy, gate = settings["model_accuracy"], settings["accuracy_gate"]
+        text += f" The model classifies {accuracy:.0%} of these samples correctly (gate {gate:.0%})"
+        text += (": under its accuracy gate, so the metrics that read the model are not testable "
+                 "here (a model that has not learned makes every perturbation curve look blind)."
+                 if accuracy < gate else ".")
     if reference == "linear":
         text += (f" The linear model classifies {settings['linear_train_accuracy']:.0%} of the "
-                 "samples it was fitted to correctly; its maps are exact whatever its accuracy.")
+                 "samples it was fitted to correctly; its maps are exact whatever its accuracy."
+                 " Good map per metric: " + "; ".join(
+                     f"{name}: {how}" for name, how in settings.get("good_maps", {}).items())
+                 + " (r: the image the metric puts where it removes a pixel).")
     if result.skipped:
         text += "\n\nSkipped: " + "; ".join(f"{k}: {v}" for k, v in result.skipped.items())
     good = "good" if reference == "linear" else "ground-truth"
