@@ -33,6 +33,7 @@ from salbench.studies.meta.analysis import (
 )
 from salbench.studies.meta.maps import (
     GOOD,
+    INDEPENDENT,
     INVARIANT,
     KINDS,
     contributions,
@@ -297,6 +298,9 @@ def test_the_linear_reference_judges_the_metrics_that_read_the_model(user, tmp_p
     shown = pd.read_csv(tmp_path / "lin" / "report" / "tables" / "trust-linear.csv")
     assert np.allclose(shown["δ random map"], linear.trust["effect:uniform_random"])
     assert json.loads((tmp_path / "lin" / "meta.json").read_text())["linear"]["trust"]
+    # The two metrics scored different good maps: they agree or not on the maps both scored.
+    both = linear.scores[linear.scores["kind"].isin(INDEPENDENT)]
+    pd.testing.assert_frame_equal(linear.agreement, agreement(both))
 
 
 def test_a_model_under_its_accuracy_gate_leaves_the_model_metrics_not_testable(user, tmp_path):

@@ -51,7 +51,7 @@ from salbench.studies.meta.analysis import (
     discrimination,
     trust_table,
 )
-from salbench.studies.meta.maps import KINDS, exact_map, fit_linear, make_maps
+from salbench.studies.meta.maps import INDEPENDENT, KINDS, exact_map, fit_linear, make_maps
 from salbench.studies.meta.report import write_page
 
 SCORED_KINDS = ("ground_truth", "map", "model")
@@ -371,8 +371,11 @@ def _judge(inputs: Inputs, names: list[str], seeds: list[int], skipped: dict[str
     if scores.empty:
         raise ValueError("--metrics: no metric could score the maps ("
                          + "; ".join(f"{k}: {v}" for k, v in list(failed.items())[:3]) + ")")
+    # Metrics of different groups scored different good and degraded maps: their agreement is
+    # measured on the maps they all scored.
+    shared = scores if len(groups) == 1 else scores[scores["kind"].isin(INDEPENDENT)]
     return MetaResult(scores, trust_table(scores, costs), discrimination(scores),
-                      agreement(scores), costs, skipped,
+                      agreement(shared), costs, skipped,
                       {**settings, "kinds": sorted(set(scores["kind"]))})
 
 

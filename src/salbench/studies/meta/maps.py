@@ -40,6 +40,8 @@ map nearly right: a metric may saturate there without being wrong)."""
 RANDOM = "uniform_random"
 """The kind a metric that cannot tell from the good map is flagged for."""
 INVARIANT = ("scaled", "jitter")
+INDEPENDENT = (RANDOM, "random_model")
+"""The kinds made without the good map: the same maps whatever good map a metric is given."""
 SCALE = 2.0
 JITTER = 0.01
 KINDS = (GOOD, *DEGRADED, *INVARIANT)
@@ -128,7 +130,8 @@ def _weights(model: nn.Sequential, x: Tensor, y: Tensor) -> Tensor:
 def replacement(name: str, params: Mapping[str, Any]) -> Fill | None:
     """The static fill metric ``name`` (with its resolved ``params``) puts where it removes
     pixels: its ``fill`` (insertion: its ``start`` canvas), a uniform-noise fill by its mean
-    (the noise's expectation; AOPC's per-step noise too). None where the replacement depends on
+    (the noise's expectation, so the map is exact in expectation only: one noise draw u adds
+    W_y ⊙ (0.5 − u) and may reorder close regions). None where the replacement depends on
     what is removed (inpainting fills, ROAD's imputation) or the metric removes nothing."""
     key = "start" if name == "insertion" else "fill"
     if key not in params or "input_range" not in params:
@@ -145,7 +148,9 @@ def exact_map(model: nn.Sequential, x: Tensor, y: Tensor, name: str,
     it was made:
 
     - a removal metric with a static replacement r (:func:`replacement`): ``W_y ⊙ (x − r)``,
-      what removing each pixel takes from the logit under that metric's own fill;
+      what removing each pixel takes from the logit under that metric's own fill (exact for a
+      metric that scores the logit; one that scores the softmax probability sees it exactly
+      only where p_y is monotone in f_y, e.g. two classes with W_0 = −W_1, else approximately);
     - ``infidelity``: ``W_y``, since Iᵀ W_y = f_y(x) − f_y(x − I) for every perturbation I
       (infidelity 0, Yeh et al. 2019, section 2);
     - ``conservation``: ``W_y ⊙ x + b_y / D`` (D input values), which sums to f_y(x)
