@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import quantus
 import torch
-from scipy.stats import spearmanr
+from scipy.stats import rankdata, spearmanr
 from skimage.feature import hog
 from skimage.metrics import structural_similarity
 from tests.metrics.conftest import gradient_explain, tiny_cnn
 
 from salbench.metrics import sanity as sn
+from salbench.metrics._checks import average_ranks
 
 
 def quantus_explain(model, inputs, targets, **kwargs):
@@ -42,6 +43,19 @@ def test_agrees_with_quantus_mprt(mode):
     assert layers == ours.layers
     np.testing.assert_allclose(ours.scores["spearman"].numpy(),
                                np.array([theirs[k] for k in layers], dtype=float), atol=1e-5)
+
+
+def test_average_ranks_are_scipys_mid_ranks_for_every_run_of_ties():
+    """Runs at the start, middle and end of a row, a constant row, one column, integers."""
+    g = torch.Generator().manual_seed(3)
+    rows = torch.tensor([[2., 2., 1., 3., 3., 3.], [5., 5., 5., 5., 5., 5.],
+                         [0., 1., 1., 2., 4., 4.]])
+    cases = [rows, rows[:, :1], torch.randint(0, 4, (4, 50), generator=g),
+             torch.rand(2, 30, generator=g)]
+    for s in cases:
+        want = rankdata(s.double().numpy(), axis=1)
+        np.testing.assert_array_equal(average_ranks(s).numpy(), want)
+    assert average_ranks(rows)[0].tolist() == [2.5, 2.5, 1.0, 5.0, 5.0, 5.0]
 
 
 def test_similarities_match_scipy_and_skimage():

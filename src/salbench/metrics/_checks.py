@@ -112,11 +112,19 @@ def check_model_inputs(model, x: Tensor, y: Tensor, a: Tensor) -> None:
 
 
 def average_ranks(s: Tensor) -> Tensor:
-    """1-based ranks of each row ascending, ties get the mean of their ranks (as scipy)."""
+    """1-based ranks of each row ascending, ties get the mean of their ranks (as scipy).
+
+    One sort; a run of equal values at sorted positions first … last gets
+    (first + last) / 2 + 1, found by a running max of run starts and a reversed running min of
+    run ends (linear after the sort)."""
     sorted_s, order = torch.sort(s, dim=1)
-    left = torch.searchsorted(sorted_s, sorted_s, side="left")
-    right = torch.searchsorted(sorted_s, sorted_s, side="right")
-    ranks_sorted = (left + right + 1).to(s.dtype if s.is_floating_point() else torch.float64) / 2
+    n = s.shape[1]
+    position = torch.arange(n, device=s.device).expand_as(sorted_s)
+    differs = sorted_s[:, 1:] != sorted_s[:, :-1]
+    edge = torch.ones(s.shape[0], 1, dtype=torch.bool, device=s.device)
+    first = torch.where(torch.cat([edge, differs], 1), position, 0).cummax(1).values
+    last = torch.where(torch.cat([differs, edge], 1), position, n).flip(1).cummin(1).values.flip(1)
+    ranks_sorted = (first + last).to(s.dtype if s.is_floating_point() else torch.float64) / 2 + 1
     return torch.empty_like(ranks_sorted).scatter_(1, order, ranks_sorted)
 
 

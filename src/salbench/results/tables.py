@@ -75,13 +75,26 @@ def to_table(table: str, rows: Rows | None, defaults: Mapping[str, str]) -> pa.T
         else:
             raise ValueError(f"{table} rows: column {name!r} is missing and has no default")
         if name in JSON_COLUMNS:
-            values = [v if isinstance(v, str) else json.dumps(jsonable(v or {}), sort_keys=True)
-                      for v in values]
+            values = _json_texts(values)
         arrays.append(pa.array(values, type=field.type))
     factors = sorted(present - set(schema.names))
     arrays += [_factor_array(name, [_factor_value(name, r.get(name)) for r in records])
                for name in factors]
     return pa.Table.from_arrays(arrays, names=[*schema.names, *factors])
+
+
+def _json_texts(values: list) -> list[str]:
+    """Each value as sorted-key JSON text (strings kept); rows that share one dict object (a
+    job's parameters, repeated on every sample's row) are encoded once."""
+    texts: dict[int, str] = {}
+    out = []
+    for v in values:
+        if not isinstance(v, str):
+            if id(v) not in texts:
+                texts[id(v)] = json.dumps(jsonable(v or {}), sort_keys=True)
+            v = texts[id(v)]
+        out.append(v)
+    return out
 
 
 def _factor_array(name: str, values: list) -> pa.Array:
