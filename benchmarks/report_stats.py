@@ -1,8 +1,9 @@
 """Speed of the leaderboard statistics and the report renderer.
 
 Prints, in one run: the vectorised bootstrap against a per-resample numpy loop drawing the same
-numbers (identical results checked), the whole leaderboard on a study-sized results frame, and
-the time to render a report from it.
+numbers (identical results checked), the signed-rank test against ``scipy.stats.wilcoxon`` on
+each of scipy's paths (equal results checked), the whole leaderboard on a study-sized results
+frame, and the time to render a report from it.
 
     .venv/bin/python benchmarks/report_stats.py [--quick]
 """
@@ -16,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
 from salbench.report import render_report
 from salbench.results import ResultStore
-from salbench.results.stats import bootstrap_ci, leaderboard, ranked_rows
+from salbench.results.stats import bootstrap_ci, leaderboard, ranked_rows, signed_rank_test
 
 
 def loop_bootstrap(values: np.ndarray, n_boot: int, seed: int) -> tuple[float, float, float]:
@@ -68,6 +70,18 @@ def main() -> None:
         print(f"bootstrap n={size} B={n_boot}: vectorised {t_vec * 1e3:.1f} ms, per-resample "
               f"loop {t_loop * 1e3:.1f} ms, ratio ours/loop = {t_vec / t_loop:.3f} "
               "(identical CIs)")
+
+    rng = np.random.default_rng(2)
+    cases = {"n=12, ties and zeros (scipy: 2^12 sign flips)": np.round(rng.normal(size=12), 1),
+             "n=40, no ties (exact distribution)": rng.normal(size=40),
+             "n=40, ties (normal approximation)": np.round(rng.normal(size=40), 1),
+             "n=500 (normal approximation)": rng.normal(size=500)}
+    for name, diff in cases.items():
+        t_ours, ours = timed(lambda d=diff: signed_rank_test(d))
+        t_scipy, ref = timed(lambda d=diff: sps.wilcoxon(d, zero_method="wilcox"), repeat=1)
+        assert ours == (float(ref.statistic), float(ref.pvalue)), (ours, ref)
+        print(f"signed-rank test {name}: ours {t_ours * 1e3:.2f} ms, scipy.stats.wilcoxon "
+              f"{t_scipy * 1e3:.2f} ms, ratio ours/scipy = {t_ours / t_scipy:.4f} (equal p)")
 
     sizes = (8, 6, 3, 100) if args.quick else (11, 10, 5, 200)
     frame = results_frame(*sizes)

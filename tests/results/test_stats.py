@@ -17,6 +17,7 @@ from salbench.results.stats import (
     leaderboard,
     metric_agreement,
     ranked_rows,
+    signed_rank_test,
 )
 
 LOWER = {"max_sensitivity"}
@@ -164,6 +165,41 @@ def test_wilcoxon_p_values_match_scipy_on_aligned_pairs():
     significant = board.tests[board.tests.p_holm <= 0.05]
     assert set(significant["better"]) <= {"b"}  # b's shift of 0.8 is the only real effect
     assert (board.tests.loc[board.tests.p_holm > 0.05, "better"] == "").all()
+
+
+@pytest.mark.parametrize("kind", ["continuous", "small integers", "one decimal", "sevenths"])
+def test_signed_rank_test_equals_scipys_wilcoxon_on_every_path(kind):
+    """scipy's method="auto" takes four paths: exact (n <= 50, no ties or zeros), the 2**n sign
+    flips (n <= 13 with ties or zeros), and the normal approximation (n > 50, or ties/zeros at
+    14 <= n <= 50). Sizes 1..60 and inputs with and without ties and zeros reach each one; the
+    p-values must be bitwise scipy's."""
+    rng = np.random.default_rng(zlib.crc32(kind.encode()))
+    draw = {"continuous": lambda n: rng.normal(size=n),
+            "small integers": lambda n: rng.integers(-3, 4, size=n).astype(float),
+            "one decimal": lambda n: np.round(rng.normal(size=n), 1),
+            "sevenths": lambda n: rng.integers(-20, 21, size=n) / 7.0}[kind]
+    checked = 0
+    for n in [*range(1, 61), *range(1, 61)]:
+        d = draw(n)
+        if not np.any(d != 0):
+            continue
+        statistic, p = signed_rank_test(d)
+        ref = sps.wilcoxon(d, zero_method="wilcox")
+        assert statistic == float(ref.statistic)
+        assert p == float(ref.pvalue), (n, d)
+        checked += 1
+    assert checked > 100
+
+
+def test_signed_rank_test_by_hand():
+    """d = (1, -2, 3): R+ = 1 + 3 = 4, R- = 2; the 8 sign patterns give R+ in
+    {0, 1, 2, 3, 3, 4, 5, 6}, so P(R+ >= 4) = 3/8 and p = 2 * 3/8 = 0.75. With a zero added
+    (dropped) and a tie, d = (0, 1, -1, 2): ranks 1.5, 1.5, 3, R+ = 4.5, R- = 1.5; the subsets
+    of {1.5, 1.5, 3} sum to {0, 1.5, 1.5, 3, 3, 4.5, 4.5, 6}: P(R+ >= 4.5) = 3/8, p = 0.75."""
+    assert signed_rank_test(np.array([1.0, -2.0, 3.0])) == (2.0, 0.75)
+    assert signed_rank_test(np.array([0.0, 1.0, -1.0, 2.0])) == (1.5, 0.75)
+    with pytest.raises(ValueError, match="nonzero"):
+        signed_rank_test(np.zeros(4))
 
 
 def test_identical_methods_get_p_one():
