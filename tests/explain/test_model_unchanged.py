@@ -8,7 +8,7 @@ from explain_helpers import conv_flatten_fc, input_size, tiny
 from torch import nn
 
 from salbench.explain import CompositeSpec, GADSupport, available, explain, tutorial_ranges
-from salbench.explain.checks import NonFiniteAttributionError
+from salbench.explain.checks import NonFiniteAttributionError, all_finite
 from salbench.models import ARCHITECTURES, make_explainable, to_conv_flatten_fc
 
 HOOK_TABLES = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
@@ -125,6 +125,23 @@ def test_non_finite_attributions_are_reported():
     with pytest.raises(NonFiniteAttributionError, match="stabiliser"):
         explain(model, x, 0, "lrp_0", stabiliser="vanilla")
     assert torch.isfinite(explain(model, x, 0, "lrp_0", stabiliser="zennit")).all()
+
+
+def test_all_finite_is_the_entrywise_test_also_where_the_sum_overflows():
+    """The one-reduction test against ``torch.isfinite(t).all()``: NaN, +inf, -inf, +inf with
+    -inf (their sum is NaN), finite values whose sum overflows (float32 and float16), empty."""
+    big32, big16 = torch.finfo(torch.float32).max, torch.finfo(torch.float16).max
+    cases = [torch.rand(3, 4), torch.tensor([1.0, float("nan")]), torch.tensor([float("inf")]),
+             torch.tensor([-float("inf"), 2.0]), torch.tensor([float("inf"), -float("inf")]),
+             torch.full((4,), big32), torch.full((3,), big16, dtype=torch.float16),
+             torch.tensor([big32, big32, float("nan")]), torch.empty(0)]
+    for t in cases:
+        assert all_finite(t) == bool(torch.isfinite(t).all()), t
+    assert all_finite(torch.full((4,), big32)) and not all_finite(cases[4])
+    x = torch.rand(3, 1, 4, 4)
+    x[1, 0, 2, 2] = float("nan")
+    with pytest.raises(ValueError, match=r"samples \[1\]"):
+        explain(conv_flatten_fc(), x.expand(-1, 3, -1, -1).contiguous(), 0, "saliency")
 
 
 def test_bad_inputs_are_rejected_before_work():

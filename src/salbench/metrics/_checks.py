@@ -10,10 +10,12 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from salbench.explain import postprocess
+from salbench.explain.checks import all_finite
 
 REDUCTIONS = (*postprocess.REDUCTIONS, "none")
 
@@ -28,8 +30,8 @@ def check_tensor(t: object, name: str, ndim: tuple[int, ...], floating: bool = T
     if floating:
         if not t.is_floating_point():
             raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
-        bad = ~torch.isfinite(t)
-        if bool(bad.any()):
+        if not all_finite(t):
+            bad = ~torch.isfinite(t)
             samples = torch.nonzero(bad.flatten(1).any(1)).flatten().tolist()
             raise ValueError(f"{name} contains NaN or infinite values (samples {samples[:10]})")
     return t
@@ -111,20 +113,30 @@ def check_model_inputs(model, x: Tensor, y: Tensor, a: Tensor) -> None:
     check_spatial("a", a, x)
 
 
-def average_ranks(s: Tensor) -> Tensor:
-    """1-based ranks of each row ascending, ties get the mean of their ranks (as scipy).
+def sort_rows(s: Tensor, descending: bool = False) -> tuple[Tensor, Tensor]:
+    """``torch.sort(s, dim=1)``'s values and indices, where equal values may come in any order.
+    On the CPU NumPy's vectorised ``argsort`` (about 2× ``torch.sort`` on rows of 128² floats)."""
+    if s.device.type == "cpu" and s.dtype in (torch.float32, torch.float64):
+        values = s.detach().numpy()
+        order = torch.from_numpy(np.argsort(-values if descending else values, axis=1))
+        return s.gather(1, order), order
+    return torch.sort(s, dim=1, descending=descending)
 
-    One sort; a run of equal values at sorted positions first … last gets
-    (first + last) / 2 + 1, found by a running max of run starts and a reversed running min of
-    run ends (linear after the sort)."""
-    sorted_s, order = torch.sort(s, dim=1)
+
+def average_ranks(s: Tensor) -> Tensor:
+    """1-based ranks (float64) of each row ascending, ties get the mean of their ranks (as scipy).
+
+    One sort (:func:`sort_rows`: ties share one rank, so their order does not matter); a run of
+    equal values at sorted positions first … last gets (first + last) / 2 + 1, found by a
+    running max of run starts and a reversed running min of run ends (linear after the sort)."""
+    sorted_s, order = sort_rows(s)
     n = s.shape[1]
     position = torch.arange(n, device=s.device).expand_as(sorted_s)
     differs = sorted_s[:, 1:] != sorted_s[:, :-1]
     edge = torch.ones(s.shape[0], 1, dtype=torch.bool, device=s.device)
     first = torch.where(torch.cat([edge, differs], 1), position, 0).cummax(1).values
     last = torch.where(torch.cat([differs, edge], 1), position, n).flip(1).cummin(1).values.flip(1)
-    ranks_sorted = (first + last).to(s.dtype if s.is_floating_point() else torch.float64) / 2 + 1
+    ranks_sorted = (first + last).to(torch.float64) / 2 + 1
     return torch.empty_like(ranks_sorted).scatter_(1, order, ranks_sorted)
 
 

@@ -22,6 +22,7 @@ from salbench.metrics._checks import (
     check_choice,
     check_mask,
     reduce_channels,
+    sort_rows,
 )
 
 RELEVANCE = ("positive", "absolute", "signed")
@@ -147,7 +148,7 @@ def auroc(a: Tensor, m: Tensor, reduce: str = "sum") -> Tensor:
     n_neg = s.shape[1] - n_pos
     if bool((n_neg == 0).any()):
         raise ValueError("m covers the whole image for some samples; AUROC needs negatives")
-    ranks = average_ranks(s.double())
+    ranks = average_ranks(s)
     u = (ranks * mf.double()).sum(1) - n_pos.double() * (n_pos.double() + 1) / 2
     return (u / (n_pos.double() * n_neg.double())).to(s.dtype)
 
@@ -156,7 +157,7 @@ def average_precision(a: Tensor, m: Tensor, reduce: str = "sum") -> Tensor:
     """Average precision Σ_n (R_n − R_{n−1}) P_n over the distinct thresholds of the map
     (sklearn's ``average_precision_score``: tied values enter at one threshold)."""
     s, mf = _prepare(a, m, reduce)
-    sorted_s, order = torch.sort(s, dim=1, descending=True)
+    sorted_s, order = sort_rows(s, descending=True)  # a tie group enters whole: order-free
     hits = mf.gather(1, order).double()
     tp = hits.cumsum(1)
     count = torch.arange(1, s.shape[1] + 1, device=s.device, dtype=torch.float64)

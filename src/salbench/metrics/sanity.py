@@ -48,7 +48,7 @@ def _pearson(u: Tensor, v: Tensor) -> Tensor:
 def spearman(a: Tensor, b: Tensor) -> Tensor:
     """Spearman rank correlation of each pair of flattened maps ``[B, ...]`` (mid-ranks for ties,
     as scipy); 0 where a map is constant."""
-    return _pearson(average_ranks(a.flatten(1).double()), average_ranks(b.flatten(1).double()))
+    return _pearson(average_ranks(a.flatten(1)), average_ranks(b.flatten(1)))
 
 
 def ssim(a: Tensor, b: Tensor, data_range: Tensor | float | None = None,
@@ -87,8 +87,14 @@ def hog_similarity(a: Tensor, b: Tensor, pixels_per_cell: int = 8) -> Tensor:
     return _pearson(descriptors(a), descriptors(b)).to(a.device)
 
 
-def _similarity(name: str, a: Tensor, b: Tensor) -> Tensor:
-    return {"spearman": spearman, "ssim": ssim, "hog": hog_similarity}[name](a, b)
+def _similarity_to(name: str, original: Tensor) -> Callable[[Tensor], Tensor]:
+    """The similarity ``name`` of maps to a fixed ``original`` (for Spearman its ranks are
+    computed once)."""
+    if name == "spearman":
+        ranks = average_ranks(original.flatten(1))
+        return lambda b: _pearson(ranks, average_ranks(b.flatten(1)))
+    similarity = {"ssim": ssim, "hog": hog_similarity}[name]
+    return lambda b: similarity(original, b)
 
 
 def randomisable_layers(model: nn.Module) -> list[str]:
@@ -141,6 +147,7 @@ def model_randomisation(model: nn.Module, x: Tensor, y: Tensor, explain_fn: Expl
     original = reduce_channels(check_attributions(a).detach(), reduce)
     devices = [x.device.index or 0] if x.device.type == "cuda" else []
     scores: dict[str, list[Tensor]] = {name: [] for name in similarities}
+    compare = {name: _similarity_to(name, original) for name in similarities}
     randomised = copy.deepcopy(model)
     for name in names:
         if mode == "independent":
@@ -152,7 +159,7 @@ def model_randomisation(model: nn.Module, x: Tensor, y: Tensor, explain_fn: Expl
         perturbed = reduce_channels(check_attributions(explain_fn(randomised, x, y).detach(),
                                                        "explain_fn output"), reduce)
         for sim in similarities:
-            scores[sim].append(_similarity(sim, original, perturbed).to(x.dtype))
+            scores[sim].append(compare[sim](perturbed).to(x.dtype))
     return Randomisation(names, {k: torch.stack(v) for k, v in scores.items()})
 
 
@@ -239,7 +246,7 @@ def random_logit(model: nn.Module, x: Tensor, y: Tensor, explain_fn: ExplainFn, 
     original = reduce_channels(check_attributions(a).detach(), reduce)
     other = reduce_channels(check_attributions(explain_fn(model, x, off).detach(),
                                                "explain_fn output"), reduce)
-    return RandomLogit(off, {sim: _similarity(sim, original, other).to(x.dtype)
+    return RandomLogit(off, {sim: _similarity_to(sim, original)(other).to(x.dtype)
                              for sim in similarities})
 
 
