@@ -36,14 +36,15 @@ def test_chunk_timer_grows_while_faster_and_settles_on_the_fastest():
         size = timer.next_size()
         sizes.append(size)
         timer.record(size, per_image[size] * size)
-    # each size: 2 warm-up calls, then one timed (each over MEASURE_SECONDS); 16 is within
-    # SLOWER of 8, 32 and 64 are not: the search ends there
-    assert sizes == [s for s in (1, 2, 4, 8, 16, 32, 64) for _ in range(3)]
+    # each size: WARMUP_CALLS untimed calls, then one timed (each over MEASURE_SECONDS); 16 is
+    # within SLOWER of 8, 32 and 64 are not: the search ends there
+    calls = ps.WARMUP_CALLS + 1
+    assert sizes == [s for s in (1, 2, 4, 8, 16, 32, 64) for _ in range(calls)]
     assert timer.chosen == 8 and timer.next_size() == 8
     timer.record(8, 100.0)  # later calls do not move the choice
     assert timer.chosen == 8
     short = ps.ChunkTimer(limit=4)  # calls too short to time alone are summed
-    for _ in range(2 + 2):
+    for _ in range(ps.WARMUP_CALLS + 2):
         short.record(1, ps.MEASURE_SECONDS / 2.5)
     assert 1 not in short.per_image
     short.record(1, ps.MEASURE_SECONDS / 2.5)
@@ -51,13 +52,14 @@ def test_chunk_timer_grows_while_faster_and_settles_on_the_fastest():
 
 
 def test_chunk_timer_stops_at_its_limit_and_below_a_size_out_of_memory():
+    calls = ps.WARMUP_CALLS + 1
     timer = ps.ChunkTimer(limit=3)
-    for size in (1, 1, 1, 2, 2, 2, 3, 3, 3):
+    for size in [s for s in (1, 2, 3) for _ in range(calls)]:
         assert timer.next_size() == size
         timer.record(size, 1.0)  # ever faster per image
     assert timer.chosen == 3
     timer = ps.ChunkTimer(limit=64)
-    for size in (1, 1, 1, 2, 2, 2):
+    for size in [s for s in (1, 2) for _ in range(calls)]:
         timer.record(size, size * 1.0)
     timer.out_of_memory(4)
     assert timer.limit == 2 and timer.chosen in (1, 2)
@@ -169,6 +171,30 @@ def test_fused_copy_equals_the_eager_model_and_follows_its_weights():
     assert ps.fused_copy(model, x) is model  # training mode: run as given
 
 
+def test_onednn_fused_calls_equal_the_eager_model_at_changing_batch_sizes():
+    """The oneDNN Graph partitions exist only after the executor's profiling runs and are
+    specialised to shapes; calls at new batch sizes (a chunk search, a last partial chunk) must
+    still equal the eager model, and the caller's fusion setting comes back unchanged."""
+    model = build("resnet18", 5, 3, 32, 0.25).eval()
+    g = torch.Generator().manual_seed(1)
+    fused = ps.fused_copy(model, torch.rand(2, 3, 32, 32, generator=g))
+    assert isinstance(fused, ps.FusedModel) and fused.onednn
+    assert not torch.jit.onednn_fusion_enabled()
+    caller = [("STATIC", 1), ("DYNAMIC", 3)]
+    default = torch.jit.set_fusion_strategy(caller)
+    try:
+        with torch.inference_mode():
+            for size in (1, 6, 6, 6, 3, 6, 1):
+                x = torch.rand(size, 3, 32, 32, generator=g)
+                eager = model(x)
+                np.testing.assert_allclose(fused(x).numpy(), eager.numpy(), rtol=0,
+                                           atol=ps.FUSED_RTOL * float(eager.abs().max()))
+                assert not torch.jit.onednn_fusion_enabled()
+                assert torch.jit.set_fusion_strategy(caller) == caller
+    finally:
+        torch.jit.set_fusion_strategy(default)
+
+
 class Viewing(nn.Module):
     """Flattens with ``view``, which a channels-last tensor does not allow."""
 
@@ -232,6 +258,7 @@ def test_bf16_curves_stay_within_the_stated_tolerance(arch):
     assert 0 < error <= ps.BF16_TOLERANCE * scale  # bf16 ran, and within its tolerance
     low = ps.fused_copy(model, x, "bf16")  # bf16 weights in a frozen channels-last copy
     assert isinstance(low, ps.FusedModel) and low.dtype == torch.bfloat16
+    assert not low.onednn and ps.fused_copy(model, x).onednn  # oneDNN Graph only in fp32
     assert low is not ps.fused_copy(model, x)  # one copy per precision, both cached
     assert ps.fused_copy(model, x, "bf16") is low
     probs = pt.aopc(model, x * 2 - 1, y, a, region=8).curves

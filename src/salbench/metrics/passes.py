@@ -19,18 +19,19 @@ bound. An explicit ``memory_budget`` fixes the chunk from the bytes instead (the
 the model (``torch.jit.freeze``: batch norm folded into the convolutions, convolution + ReLU fused
 by oneDNN on the CPU) in the channels-last layout where the model takes it, built once per model,
 input shape, precision and weights (:class:`FusedModel`). ``precision="fp32"`` (the default)
-keeps the weights in float32 and checks the copy against the eager model on one sample (relative
-difference at most :data:`FUSED_RTOL`). ``precision="bf16"`` (opt-in) casts the copy's weights
-to bfloat16 (its check: :data:`BF16_TOLERANCE`); where that copy cannot be built it runs the model
-under bf16 autocast. bf16 is faster where the CPU has bf16 instructions (AMX, AVX512-BF16) or on a
-GPU. Its curves are not those of fp32: ``benchmarks/metrics.py`` (random weights, 224²) measured
-region perturbation within 2.2e-2 (VGG-16) and 6.5e-3 (ResNet-50) of the fp32 curves' largest
-value, inside :data:`BF16_TOLERANCE`, but AOPC's softmax curves on noise-filled inputs
-(ResNet-50) 7.8e-2 to 1.0e-1, outside it; compare with fp32 on your model before trusting bf16. On
-this machine's CPU, per image at 224², batch 8, 2 threads: VGG-16 eager 546 ms, frozen 439 ms,
-frozen channels-last 326 ms, bf16 channels-last 126 ms; ResNet-50 163, 144, 115, 55 ms. A model
-that does not trace cleanly (data-dependent control flow, non-tensor outputs), is in training
-mode or is no ``nn.Module`` runs as given.
+keeps the weights in float32 and, on the CPU, runs with oneDNN Graph fusion (:class:`FusedModel`);
+the copy is checked against the eager model on one sample after the executor's profiling runs
+(relative difference at most :data:`FUSED_RTOL`). ``precision="bf16"`` (opt-in) casts the copy's
+weights to bfloat16 (its check: :data:`BF16_TOLERANCE`); where that copy cannot be built it runs
+the model under bf16 autocast. bf16 is faster where the CPU has bf16 instructions (AMX,
+AVX512-BF16) or on a GPU. Its curves are not those of fp32: ``benchmarks/metrics.py`` (random
+weights, 224²) measured region perturbation within 1.0e-2 to 2.2e-2 (VGG-16) and 3.9e-3 to 6.5e-3
+(ResNet-50) of the fp32 curves' largest value, inside :data:`BF16_TOLERANCE`, but AOPC's softmax
+curves on noise-filled inputs (ResNet-50) 5.9e-2 to 1.0e-1, outside it; compare with fp32 on your
+model before trusting bf16. Per image at 224², batch 8, 1 thread, on an AMD EPYC with
+AVX512-BF16: ResNet-50 eager 114 ms, frozen channels-last 91 ms, with oneDNN Graph 77 ms, bf16
+43 ms; VGG-16 392, 304, 291–296 ms. A model that does not trace cleanly (data-dependent control
+flow, non-tensor outputs), is in training mode or is no ``nn.Module`` runs as given.
 """
 
 from __future__ import annotations
@@ -56,10 +57,16 @@ from salbench.metrics._checks import (
 PRECISIONS = ("fp32", "bf16")
 SLOWER = 1.03  # a size this much slower per image than the best so far counts as slower
 PATIENCE = 2  # the search ends after this many slower sizes in a row (costs need not be convex)
-WARMUP_CALLS = 2  # untimed calls at each candidate size
+# calls at a new input shape before it is timed or checked: TorchScript's profiling executor
+# profiles and optimises on these and runs the fused graph from the 4th call on (measured)
+WARMUP_CALLS = 3
 MEASURE_SECONDS = 0.02  # timed seconds at each candidate size (over as many calls as it takes)
 MAX_CHUNK = 1024  # largest candidate chunk (images per call)
 CALIBRATION_BUDGET = {"cpu": 1 << 30, "cuda": 4 << 30}  # bytes bounding the largest candidate
+# one optimised (fused) graph per input shape, for up to 32 shapes: the chunk search and a last
+# partial chunk call several batch sizes, and torch's default (2 static, then dynamic shapes)
+# left ResNet-18 at 128² unfused at the chosen size (15.5 instead of 10.5 ms per image)
+FUSION_STRATEGY = [("STATIC", 32)]
 FUSED_RTOL = 1e-4  # a fused copy must match the eager model this closely, relative to max |out|
 # bf16 curves differ from fp32 by at most this share of the fp32 curve's largest |value|
 # (measured in tests/metrics/test_passes.py on random VGG-style and ResNet-style models)
@@ -164,15 +171,31 @@ _FUSED: weakref.WeakKeyDictionary[nn.Module, dict[str, tuple[tuple, object]]] = 
 
 class FusedModel(nn.Module):
     """A traced, frozen copy of a model with the input layout and dtype it was traced for:
-    inputs are converted (``memory_format``, ``dtype``), outputs come back as float32."""
+    inputs are converted (``memory_format``, ``dtype``), outputs come back as float32. In float32
+    on the CPU its calls run with TorchScript's oneDNN Graph fusion on
+    (``torch.jit.enable_onednn_fusion`` and :data:`FUSION_STRATEGY`: process-wide settings, set
+    for the duration of each call and then restored): the executor's profiled graph is
+    partitioned into fused oneDNN kernels (1 thread, 224², batch 8: ResNet-50 91 → 77 ms per
+    image, VGG-16 304–311 → 291–296 ms). Not in bf16: there it was no faster (ResNet-50 region
+    perturbation 2.58 s against 2.51–2.79 s) and its curves moved to 3.3e-2 of max from fp32's
+    (3.9e-3 to 7.2e-3 without it), over :data:`BF16_TOLERANCE`."""
 
     def __init__(self, frozen: torch.jit.ScriptModule, dtype: torch.dtype,
-                 memory_format: torch.memory_format) -> None:
+                 memory_format: torch.memory_format, onednn: bool) -> None:
         super().__init__()
         self.frozen, self.dtype, self.memory_format = frozen, dtype, memory_format
+        self.onednn = onednn
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.frozen(x.to(self.dtype).contiguous(memory_format=self.memory_format)).float()
+        fusion = torch.jit.onednn_fusion_enabled()
+        torch.jit.enable_onednn_fusion(self.onednn)
+        strategy = torch.jit.set_fusion_strategy(FUSION_STRATEGY)
+        try:
+            x = x.to(self.dtype).contiguous(memory_format=self.memory_format)
+            return self.frozen(x).float()
+        finally:
+            torch.jit.enable_onednn_fusion(fusion)
+            torch.jit.set_fusion_strategy(strategy)
 
 
 def _memory_formats(x: Tensor) -> tuple[torch.memory_format, ...]:
@@ -196,7 +219,10 @@ def _trace(model: nn.Module, x: Tensor, precision: str,
             duplicate = copy.deepcopy(model).to(dtype=dtype, memory_format=memory_format)
             sample = x[:1].to(dtype).contiguous(memory_format=memory_format)
             frozen = torch.jit.freeze(torch.jit.trace(duplicate, sample, check_trace=False))
-            fused = FusedModel(frozen, dtype, memory_format)
+            fused = FusedModel(frozen, dtype, memory_format,
+                               onednn=x.device.type == "cpu" and dtype == torch.float32)
+            for _ in range(WARMUP_CALLS):
+                fused(x[-1:])
             eager, out = model(x[-1:]), fused(x[-1:])
     except (RuntimeError, TypeError, ValueError, copy.Error):
         return None
