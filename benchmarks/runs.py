@@ -6,7 +6,10 @@ Each stage's wall time is split, exclusively, into
   ``torch.autograd.grad`` calls, nested passes counted once;
 - optimiser steps (global step hooks);
 - the documented CPU-bound steps: image synthesis (``make_chunk`` of the generators), the Telea
-  and fast inpainting fills of the perturbation metrics, convex hulls (GAD's region metrics);
+  and fast inpainting fills of the perturbation metrics, convex hulls (GAD's region metrics),
+  the sorts of the rank-based metrics (Spearman of the randomisation checks, AUROC, average
+  precision, top-k precision: ``sort_rows`` and ``_rank_order``, the metric's own O(n log n)
+  work per map, like a hull);
 - the rest: Python, tables, files, progress bars.
 Jobs that explain and score are split further into explaining (``salbench.explain.explain``
 outside a metric) and scoring (``salbench.metrics.score``, which re-explains for
@@ -40,6 +43,8 @@ import salbench.data.cells
 import salbench.data.mri_lesions
 import salbench.explain
 import salbench.metrics
+import salbench.metrics._checks
+import salbench.metrics.groundtruth
 import salbench.metrics.perturbation
 import salbench.metrics.regions
 import salbench.studies.executors
@@ -140,6 +145,9 @@ def instrument(tally: Tally) -> None:
     cpu_bound(salbench.metrics.perturbation, "inpaint_telea_parallel")
     cpu_bound(salbench.metrics.perturbation, "fast_inpaint")
     cpu_bound(salbench.metrics.regions, "convex_hull_masks")
+    cpu_bound(salbench.metrics._checks, "sort_rows")  # average_ranks' global lookup
+    cpu_bound(salbench.metrics.groundtruth, "sort_rows")  # imported by name there
+    cpu_bound(salbench.metrics.groundtruth, "_rank_order")
     # Every salbench module's reference to explain and score; metrics re-explain through
     # explain_fn, so a phase opened inside "scoring" stays scoring.
     for fn, phase in ((salbench.explain.explain, "explaining"),
