@@ -301,6 +301,7 @@ def _subset_sum_counts(twice_ranks: tuple[int, ...]) -> np.ndarray:
     counts[0] = 1
     for value in twice_ranks:
         counts[value:] = counts[value:] + counts[:counts.size - value]
+    counts.setflags(write=False)  # cached: shared by every caller
     return counts
 
 
