@@ -78,7 +78,7 @@ def main() -> None:
               "(identical CIs)")
 
     rng = np.random.default_rng(2)
-    cases = {"n=12, ties and zeros (scipy: 2^12 sign flips)": np.round(rng.normal(size=12), 1),
+    cases = {"n=12 with ties (scipy: all 2^12 sign flips)": np.round(rng.normal(size=12), 1),
              "n=40, no ties (exact distribution)": rng.normal(size=40),
              "n=40, ties (normal approximation)": np.round(rng.normal(size=40), 1),
              "n=500 (normal approximation)": rng.normal(size=500)}
