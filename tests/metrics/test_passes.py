@@ -4,6 +4,8 @@ fused copy (equal to the eager model, rebuilt when weights change) and opt-in bf
 from __future__ import annotations
 
 import gc
+import threading
+import warnings
 import weakref
 
 import numpy as np
@@ -193,6 +195,33 @@ def test_onednn_fused_calls_equal_the_eager_model_at_changing_batch_sizes():
                 assert torch.jit.set_fusion_strategy(caller) == caller
     finally:
         torch.jit.set_fusion_strategy(default)
+
+
+def test_fused_calls_restore_the_fusion_settings_across_threads_and_warn_nothing():
+    """The settings are process-wide: two threads calling fused copies at once must leave the
+    caller's values behind, and a call must not warn (under ``-W error`` a warning would raise
+    between setting and restoring them)."""
+    model = build("resnet18", 5, 3, 32, 0.25).eval()
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    fused = ps.fused_copy(model, x)
+    default = torch.jit.set_fusion_strategy([("STATIC", 2), ("DYNAMIC", 10)])
+    torch.jit.set_fusion_strategy(default)
+
+    def calls():
+        with torch.inference_mode():
+            for _ in range(15):
+                fused(x)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        calls()
+    threads = [threading.Thread(target=calls) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not torch.jit.onednn_fusion_enabled()
+    assert torch.jit.set_fusion_strategy(default) == default
 
 
 class Viewing(nn.Module):

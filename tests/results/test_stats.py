@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from scipy import stats as sps
 
 from salbench.results.stats import (
+    _paired_test,
     bootstrap_ci,
     holm,
     leaderboard,
@@ -200,6 +201,23 @@ def test_signed_rank_test_by_hand():
     assert signed_rank_test(np.array([0.0, 1.0, -1.0, 2.0])) == (1.5, 0.75)
     with pytest.raises(ValueError, match="nonzero"):
         signed_rank_test(np.zeros(4))
+    with pytest.raises(ValueError, match="NaN"):
+        signed_rank_test(np.array([np.nan, 1.0, 2.0]))
+
+
+def test_the_same_infinity_on_a_unit_is_a_zero_difference():
+    """Both methods at +inf on one unit: inf - inf is NaN, which must neither rank (as the
+    largest negative difference) nor poison the test; it is a tie, dropped like any zero."""
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=20), rng.normal(size=20)
+    a[3] = b[3] = np.inf
+    row = _paired_test(pd.DataFrame({"a": a, "b": b}), "a", "b", lower=False)
+    with np.errstate(invalid="ignore"):
+        d = a - b
+    d[3] = 0.0
+    ref = sps.wilcoxon(d, zero_method="wilcox")
+    assert (row["statistic"], row["p"]) == (float(ref.statistic), float(ref.pvalue))
+    assert row["median_diff"] == np.median(d)
 
 
 def test_identical_methods_get_p_one():

@@ -38,6 +38,7 @@ flow, non-tensor outputs), is in training mode or is no ``nn.Module`` runs as gi
 from __future__ import annotations
 
 import copy
+import threading
 import time
 import warnings
 import weakref
@@ -171,12 +172,16 @@ _FUSED: weakref.WeakKeyDictionary[nn.Module, dict[str, tuple[tuple, object]]] = 
     weakref.WeakKeyDictionary())
 
 
+_FUSION_SETTINGS = threading.Lock()
+
+
 class FusedModel(nn.Module):
     """A traced, frozen copy of a model with the input layout and dtype it was traced for:
     inputs are converted (``memory_format``, ``dtype``), outputs come back as float32. In float32
     on the CPU its calls run with TorchScript's oneDNN Graph fusion on
     (``torch.jit.enable_onednn_fusion`` and :data:`FUSION_STRATEGY`: process-wide settings, set
-    for the duration of each call and then restored): the executor's profiled graph is
+    for the duration of each call under a lock and then restored; a TorchScript model another
+    thread optimises meanwhile sees them too): the executor's profiled graph is
     partitioned into fused oneDNN kernels (1 thread, 224², batch 8: ResNet-50 91 → 77 ms per
     image, VGG-16 304–311 → 291–296 ms). Not in bf16: there it was no faster (ResNet-50 region
     perturbation 2.58 s against 2.51–2.79 s) and its curves moved to 3.3e-2 of max from fp32's
@@ -189,15 +194,19 @@ class FusedModel(nn.Module):
         self.onednn = onednn
 
     def forward(self, x: Tensor) -> Tensor:
-        fusion = torch.jit.onednn_fusion_enabled()
-        torch.jit.enable_onednn_fusion(self.onednn)
-        strategy = torch.jit.set_fusion_strategy(FUSION_STRATEGY)
-        try:
-            x = x.to(self.dtype).contiguous(memory_format=self.memory_format)
+        x = x.to(self.dtype).contiguous(memory_format=self.memory_format)
+        if not self.onednn:
             return self.frozen(x).float()
-        finally:
-            torch.jit.enable_onednn_fusion(fusion)
-            torch.jit.set_fusion_strategy(strategy)
+        with _FUSION_SETTINGS:  # one fused call at a time sets and restores them
+            fusion = torch.jit.onednn_fusion_enabled()
+            # torch.jit.set_fusion_strategy's own body, without its DeprecationWarning per call
+            strategy = torch._C._jit_set_fusion_strategy(FUSION_STRATEGY)
+            try:
+                torch.jit.enable_onednn_fusion(True)
+                return self.frozen(x).float()
+            finally:
+                torch.jit.enable_onednn_fusion(fusion)
+                torch._C._jit_set_fusion_strategy(strategy)
 
 
 def _memory_formats(x: Tensor) -> tuple[torch.memory_format, ...]:

@@ -230,7 +230,8 @@ def _paired_test(wide: pd.DataFrame, a, b, lower: bool) -> dict:
     """Two-sided Wilcoxon signed-rank test of methods ``a`` and ``b`` on their shared units."""
     pair = wide[[a, b]].dropna()
     x, y = pair[a].to_numpy(), pair[b].to_numpy()
-    diff = x - y
+    with np.errstate(invalid="ignore"):  # the same infinity on a unit: no difference, not NaN
+        diff = np.where(x == y, 0.0, x - y)
 
     def label(m) -> str:
         return " ".join(map(str, m)) if isinstance(m, tuple) else str(m)
@@ -266,6 +267,9 @@ def signed_rank_test(diff: np.ndarray) -> tuple[float, float]:
     drop out of it); else the normal approximation with the tie correction
     Var = (m(m+1)(2m+1) - Σ(t³ - t)/2) / 24, m the nonzero count, t the tie group sizes."""
     n = diff.size
+    if np.isnan(diff).any():
+        raise ValueError("diff holds NaN; expected paired differences (the same infinity on "
+                         "both sides is a difference of 0)")
     nonzero = diff[diff != 0]
     m = nonzero.size
     if m == 0:
@@ -288,7 +292,8 @@ def signed_rank_test(diff: np.ndarray) -> tuple[float, float]:
         below, above = counts[:twice_plus + 1].sum(), counts[twice_plus:].sum()
         return statistic, min(1.0, 2 * float(min(below, above)) / 2.0 ** m)
     mean = m * (m + 1) / 4
-    variance = (m * (m + 1) * (2 * m + 1) - float((ties ** 3 - ties).sum()) / 2) / 24
+    tied = ties.astype(np.float64)  # t³ overflows int64 beyond 2**21 equal values
+    variance = (m * (m + 1) * (2 * m + 1) - float((tied ** 3 - tied).sum()) / 2) / 24
     z = (twice_plus / 2 - mean) / np.sqrt(variance)
     return statistic, float(2 * special.ndtr(-abs(z)))
 
