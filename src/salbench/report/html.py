@@ -188,6 +188,8 @@ class _Writer:
         png = io.BytesIO()
         fig.savefig(png, format="png", dpi=PNG_DPI, metadata={"Software": None})
         (self.fig_dir / f"{name}.png").write_bytes(png.getvalue())
+        if fig.get_layout_engine() is not None:  # laid out by the PNG's draw: keep, not redo
+            fig.set_layout_engine("none")
         with matplotlib.rc_context({"svg.hashsalt": name, "svg.fonttype": "path"}):
             svg = io.StringIO()
             fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})

@@ -197,15 +197,21 @@ def leaderboard(df: pd.DataFrame, *, n_boot: int = 2000, confidence: float = 0.9
         wide = group.pivot_table(index=list(units), columns=list(entry), values="value",
                                  aggfunc="first", observed=True)
         methods = list(wide.columns)
-        for method in methods:
-            values = wide[method].dropna().to_numpy()
+        values = wide.to_numpy(dtype=np.float64)  # [unit, method], NaN where not scored
+        scored = ~np.isnan(values)
+        for k, method in enumerate(methods):
             name = method if isinstance(method, tuple) else (method,)
             seed_key = "\0".join(str(v) for v in (*key.values(), *name)).encode()
             rng = np.random.default_rng([seed, zlib.crc32(seed_key)])
-            mean, low, high = bootstrap_ci(values, n_boot=n_boot, confidence=confidence, rng=rng)
-            score_rows.append({**key, **dict(zip(entry, name)), "n": values.size, "mean": mean,
+            column = values[scored[:, k], k]
+            mean, low, high = bootstrap_ci(column, n_boot=n_boot, confidence=confidence, rng=rng)
+            score_rows.append({**key, **dict(zip(entry, name)), "n": column.size, "mean": mean,
                                "ci_low": low, "ci_high": high, "lower_is_better": lower})
-        pair_rows = [_paired_test(wide, a, b, lower) for a, b in combinations(methods, 2)]
+        pair_rows = []
+        for i, j in combinations(range(len(methods)), 2):
+            shared = scored[:, i] & scored[:, j]
+            pair_rows.append(_paired_test(values[shared, i], values[shared, j],
+                                          methods[i], methods[j], lower))
         adjusted = holm([r["p"] for r in pair_rows]) if pair_rows else []
         for row, p_adj in zip(pair_rows, adjusted):
             better = row.pop("_better")
@@ -226,10 +232,9 @@ def leaderboard(df: pd.DataFrame, *, n_boot: int = 2000, confidence: float = 0.9
                        alpha=alpha)
 
 
-def _paired_test(wide: pd.DataFrame, a, b, lower: bool) -> dict:
-    """Two-sided Wilcoxon signed-rank test of methods ``a`` and ``b`` on their shared units."""
-    pair = wide[[a, b]].dropna()
-    x, y = pair[a].to_numpy(), pair[b].to_numpy()
+def _paired_test(x: np.ndarray, y: np.ndarray, a, b, lower: bool) -> dict:
+    """Two-sided Wilcoxon signed-rank test of methods ``a`` and ``b`` on their shared units,
+    where they scored ``x`` and ``y``."""
     with np.errstate(invalid="ignore"):  # the same infinity on a unit: no difference, not NaN
         diff = np.where(x == y, 0.0, x - y)
 
