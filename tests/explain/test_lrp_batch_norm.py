@@ -262,3 +262,34 @@ def test_relevance_is_conserved_through_a_bias_free_merged_vgg16_bn():
     sums = relevance_by_layer(model, x, torch.tensor([0, 1]), "lrp_epsilon", epsilon=1e-9)
     for name, value in sums.items():
         torch.testing.assert_close(value, sums["output"], rtol=1e-3, atol=1e-9, msg=name)
+
+
+def test_canonized_logits_are_checked_once_per_weights():
+    """The check's extra forward pass runs on the first batch explained per model, weights and
+    canonizers; an in-place edit of the weights checks again, so a merge the edit made wrong is
+    still refused."""
+    torch.manual_seed(0)
+    model = batch_norm_statistics(ReluBeforeNorm()).eval()
+    with torch.no_grad():
+        model.bn.weight.fill_(1.0)
+        model.bn.bias.copy_(model.bn.running_mean)  # BN after ReLU is (z - μ)/σ + μ: no shift
+        model.bn.running_var.fill_(1.0 - model.bn.eps)  # ... and no scale: merging is exact
+    forwards = []
+    model.register_forward_pre_hook(lambda *_: forwards.append(1))
+    x = torch.rand(2, 3, 8, 8)
+
+    def count(**params) -> int:
+        forwards.clear()
+        explain(model, x, 0, "lrp_epsilon", **params)
+        return len(forwards)
+
+    count(canonizer="none")  # the one-time probes of explain (explainable_copy)
+    plain = count(canonizer="none")
+    first, again = count(), count()
+    x = torch.rand(2, 3, 8, 8)
+    assert (first, again, count()) == (plain + 1, plain, plain)
+    assert count(canonizer="merge_bn") == plain  # the same canonizer kinds as "auto" here
+    with torch.no_grad():
+        model.bn.weight.uniform_(-1.5, -0.5)  # in place: the merge across the ReLU is now wrong
+    with pytest.raises(CanonizationError, match="changed the model's logits"):
+        explain(model, x, 0, "lrp_epsilon")

@@ -38,6 +38,13 @@ def all_finite(t: Tensor) -> bool:
     return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
 
 
+def weights_version(model: nn.Module) -> tuple:
+    """Identity and in-place version (torch's ``_version`` counter) of every parameter and buffer:
+    changes when the model is trained or edited, so what is cached or checked per weights is
+    never stale."""
+    return tuple((id(t), t._version) for t in (*model.parameters(), *model.buffers()))
+
+
 class NonFiniteAttributionError(ValueError):
     """An attribution map holds NaN or infinite values (reported, never returned)."""
 

@@ -30,12 +30,16 @@ Canonizers (``canonizer="auto"``): batch norms are merged into the preceding lay
 exact identity) and ResNet residual sums become a ``Sum`` module with the Norm rule (a salbench
 canonizer for ``make_explainable``'s blocks). A canonizer must not change the function: the
 canonized model's logits are compared with the original's and a difference above
-``CANONIZED_RTOL`` of the sample's largest |logit| raises :class:`CanonizationError`. Models must
-come from ``salbench.models.make_explainable`` when they reuse a module within one forward pass.
+``CANONIZED_RTOL`` of the sample's largest |logit| raises :class:`CanonizationError`, checked on
+the first batch a model is explained on with given weights and canonizers (a wrong merge is a
+matter of structure and shows on any input; each later call saves the extra forward pass).
+Models must come from ``salbench.models.make_explainable`` when they reuse a module within one
+forward pass.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -60,6 +64,7 @@ from salbench.explain.checks import (
     check_model,
     preserved_model,
     require_explainable,
+    weights_version,
 )
 from salbench.explain.registry import get_method, register
 from salbench.models.surgery import (
@@ -302,18 +307,39 @@ def build_composite(model: nn.Module, spec: CompositeSpec, x: Tensor) -> Composi
 # ---- attribution ----------------------------------------------------------------------------
 
 
+_CANONIZATION_CHECKED: weakref.WeakKeyDictionary[nn.Module, set[tuple]] = (
+    weakref.WeakKeyDictionary())
+"""Per model, the (canonizer kinds, weights version) whose canonized logits passed the check."""
+
+
+class CanonizationCheck:
+    """:func:`check_canonized_logits` of ``model`` under ``canonizers`` on its first batch per
+    weights and canonizers: made before canonizing (the original logits on ``x``, one forward
+    pass, unless already checked), called with the canonized logits."""
+
+    def __init__(self, model: nn.Module, x: Tensor, canonizers: Sequence[Canonizer]) -> None:
+        self.model, self.canonizers = model, canonizers
+        self.key = (tuple(type(c).__name__ for c in canonizers), weights_version(model))
+        self.reference = None
+        if canonizers and self.key not in _CANONIZATION_CHECKED.get(model, ()):
+            with torch.no_grad():
+                self.reference = model(x)
+
+    def __call__(self, canonized: Tensor) -> None:
+        if self.reference is not None:
+            check_canonized_logits(canonized, self.reference, self.canonizers)
+            _CANONIZATION_CHECKED.setdefault(self.model, set()).add(self.key)
+
+
 def lrp_attribute(model: nn.Module, x: Tensor, y: Tensor, composite: Composite,
                   method: str = "lrp", layers: dict[str, nn.Module] | None = None,
                   ) -> tuple[Tensor, dict[str, Tensor]]:
     """Relevance at the input ``[B, C, H, W]`` under ``composite`` (output relevance = target
     logit), plus, for each module in ``layers``, the relevance sum at its input ``[B]``. With
     canonizers the canonized logits are checked against the original's
-    (:func:`check_canonized_logits`)."""
+    (:func:`check_canonized_logits`) once per model, weights and canonizers."""
     require_explainable(model, x, method, allow_inplace=True)
-    reference = None
-    if composite.canonizers:
-        with torch.no_grad():
-            reference = model(x)
+    check = CanonizationCheck(model, x, composite.canonizers)
     captured: dict[str, Tensor] = {}
     handles = []
 
@@ -330,8 +356,7 @@ def lrp_attribute(model: nn.Module, x: Tensor, y: Tensor, composite: Composite,
         with composite.context(model) as modified:
             inputs = x.detach().clone().requires_grad_(True)
             output = modified(inputs)
-            if reference is not None:
-                check_canonized_logits(output.detach(), reference, composite.canonizers)
+            check(output.detach())
             score = output.gather(1, y[:, None])
             start = torch.zeros_like(output).scatter(1, y[:, None], score.detach())
             (relevance,) = torch.autograd.grad(output, inputs, grad_outputs=start)

@@ -68,9 +68,9 @@ from salbench.explain.lrp import (
     STABILISERS,
     TUTORIAL_GUARD,
     ZENNIT_GUARD,
+    CanonizationCheck,
     CompositeSpec,
     build_composite,
-    check_canonized_logits,
     composite_spec,
     input_bounds,
     linear_layers,
@@ -677,10 +677,7 @@ def fast_lrp_maps(model: nn.Module, x: Tensor, y: Tensor, specs: Sequence[Compos
     Raises :class:`FastLRPUnsupported` for a model the fast path cannot handle."""
     require_explainable(model, x, method, allow_inplace=True)
     canonizers = make_canonizers(model, specs[0].canonizer)
-    reference = None
-    if canonizers:
-        with torch.no_grad():
-            reference = model(x)
+    check = CanonizationCheck(model, x, canonizers)
     with Composite(canonizers=canonizers).context(model):
         graph = traced_graph(model, specs[0].canonizer)
         rules = [layer_rules(model, spec) for spec in specs]
@@ -694,8 +691,7 @@ def fast_lrp_maps(model: nn.Module, x: Tensor, y: Tensor, specs: Sequence[Compos
         # the registry's target check is a forward hook on the model, which this path never
         # calls as a whole
         target_range_hook(y)(model, (x,), logits)
-        if reference is not None:
-            check_canonized_logits(logits, reference, canonizers)
+        check(logits)
         start = torch.zeros_like(logits).scatter(1, y[:, None], logits.gather(1, y[:, None]))
         largest = max(v.numel() // (len(v) if v.ndim else 1)
                       for v in (forward.values[n] for n in forward.carrying))

@@ -33,6 +33,7 @@ from salbench.explain.checks import (
     preserved_model,
     reused_modules,
     target_range_hook,
+    weights_version,
 )
 from salbench.models.surgery import make_explainable
 
@@ -138,13 +139,6 @@ _COPIES: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, nn.Module]] = (
     weakref.WeakKeyDictionary())
 
 
-def _weights_version(model: nn.Module) -> tuple:
-    """Identity and in-place version of every parameter and buffer: changes when the model is
-    trained or edited, so a cached copy is never stale."""
-    tensors = [*model.parameters(), *model.buffers()]
-    return tuple((id(t), t._version) for t in tensors)
-
-
 def explainable_copy(model: nn.Module, x: Tensor) -> nn.Module:
     """``model`` itself when it has no in-place activation and calls no module twice per forward;
     otherwise an equivalent copy (:func:`salbench.models.make_explainable`), made once per model
@@ -152,7 +146,7 @@ def explainable_copy(model: nn.Module, x: Tensor) -> nn.Module:
     with preserved_model(model):  # eval mode: the probe forward updates no BN statistics
         if not inplace_activations(model) and not reused_modules(model, x):
             return model
-        version = _weights_version(model)
+        version = weights_version(model)
         cached = _COPIES.get(model)
         if cached is not None and cached[0] == version:
             return cached[1]
