@@ -97,6 +97,20 @@ def test_batched_matches_literal_loop(setup, fill, repeated, order, patch, steps
     np.testing.assert_allclose(out.scores.numpy(), np.trapezoid(ref.numpy(), fr, axis=1), atol=1e-5)
 
 
+@pytest.mark.parametrize("fill", ["gray", "uniform", "inpaint-fast"])
+def test_blocks_that_split_an_image_s_steps_match_the_literal_loop(setup, fill, monkeypatch):
+    """Blocks of 7 perturbed inputs against 9 steps per image: blocks start and end inside an
+    image's steps (the static fills build each image's rows of a block by broadcasting)."""
+    model, x, y, a = setup
+    monkeypatch.setattr(pt, "BLOCK_BYTES", 7 * x[0].numel() * x.element_size())
+    fill_fn = pt.make_fill(fill, (0.0, 1.0), seed=0)
+    out = pt.region_perturbation(model, x, y, a, patch=4, fill=fill_fn, steps="linear:1",
+                                 last_step_gray=True, memory_budget=3 * x[0].numel() * 4)
+    ref = literal_region_perturbation(model, x, y, a, 4, "morf", fill_fn,
+                                      pt.step_counts("linear:1", 9), True, final_value=0.5)
+    np.testing.assert_allclose(out.curves.numpy(), ref.numpy(), atol=1e-5)
+
+
 def test_random_order_is_a_seeded_permutation(setup):
     model, x, y, a = setup
     # a fixed chunk: while the chunk size is being measured, calls differ in the last bits

@@ -355,24 +355,37 @@ def perturbation_curves(model: nn.Module, x: Tensor, y: Tensor, ranks: Tensor, c
     passes = ModelPasses(model, x, scorer, memory_budget, precision)
     curves = torch.empty(b, n_steps + 1, dtype=torch.float32, device=x.device)
     curves[:, 0] = passes(x, y).float()
-    # Perturbed inputs are built in blocks of many images (vectorised gathers, one worker pool
-    # or batched call per inpainting block), into one reused buffer; the model sees chunks.
+    # Perturbed inputs are built in blocks of many images into one reused buffer (one worker pool
+    # or batched call per inpainting block); the model sees chunks.
     block = max(passes.largest_chunk, BLOCK_BYTES // (x[0].numel() * x.element_size()))
 
     def forward(xp: Tensor, rows: Tensor, cols: Tensor) -> None:
         curves[rows, cols] = passes(xp, y[rows]).float()
 
     if repeated or not fill.mask_dependent:
-        static = None if fill.mask_dependent else fill(x, None)
-        pairs = torch.arange(b * n_steps, device=x.device)
-        buffer = torch.empty((min(block, b * n_steps), c, h, w), dtype=x.dtype, device=x.device)
-        for start in range(0, b * n_steps, block):
-            idx = pairs[start:start + block]
+        # static fills: each image's rows of a block in one broadcast `where`, no gathers (a
+        # constant as a 0-dim tensor); inpainting fills see the gathered block and its masks
+        static = None if fill.mask_dependent else (
+            torch.tensor(fill.value, dtype=x.dtype, device=x.device)
+            if isinstance(fill, ConstantFill) else fill(x, None))
+        total = b * n_steps
+        buffer = torch.empty((min(block, total), c, h, w), dtype=x.dtype, device=x.device)
+        for start in range(0, total, block):
+            stop = min(start + block, total)
+            idx = torch.arange(start, stop, device=x.device)
             bi, ti = idx // n_steps, idx % n_steps
-            xp = torch.index_select(x, 0, bi, out=buffer[:len(idx)])
-            flip = rank_pix[bi] < counts[ti].view(-1, 1, 1, 1)
-            values = static[bi] if static is not None else fill(xp, flip)
-            torch.where(flip, values, xp, out=xp)
+            xp = buffer[:stop - start]
+            if static is None:
+                torch.index_select(x, 0, bi, out=xp)
+                flip = rank_pix[bi] < counts[ti].view(-1, 1, 1, 1)
+                torch.where(flip, fill(xp, flip), xp, out=xp)
+            else:
+                for i in range(start // n_steps, (stop - 1) // n_steps + 1):
+                    first, last = max(start, i * n_steps), min(stop, (i + 1) * n_steps)
+                    flip = rank_pix[i] < counts[first - i * n_steps:last - i * n_steps].view(
+                        -1, 1, 1, 1)
+                    torch.where(flip, static if static.ndim == 0 else static[i], x[i],
+                                out=xp[first - start:last - start])
             if final_value is not None:
                 xp[ti == n_steps - 1] = final_value
             forward(xp, bi, ti + 1)
