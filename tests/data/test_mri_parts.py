@@ -77,3 +77,21 @@ def test_pseudo_subjects_differ_and_keep_their_anatomy():
     assert {z for _, z in brains} == {round(z) for z in planes}
     middle = round(planes[kept // 2])  # one template slice, two subjects: different outlines
     assert (brains[0, middle] != brains[1, middle]).mean() > 0.01
+
+
+def test_the_mni152_volume_is_nilearn_s_template_mask_and_tissue_map():
+    """Read from nilearn's packaged files without importing nilearn, equal to what its loaders
+    give: the T1 and white-matter map divided by their max, the brain mask the T1 above 0.2."""
+    from nilearn import datasets
+
+    from salbench.data.backgrounds import mni_volume
+
+    volume = mni_volume()
+    template = datasets.load_mni152_template(resolution=1)
+    np.testing.assert_array_equal(volume.t1, template.get_fdata().astype(np.float32))
+    np.testing.assert_array_equal(volume.affine, template.affine)
+    mask = datasets.load_mni152_brain_mask(resolution=1).get_fdata()
+    np.testing.assert_array_equal(volume.brain, (mask > 0.5).astype(np.float32))
+    wm = datasets.load_mni152_wm_template(resolution=1).get_fdata()
+    np.testing.assert_array_equal(volume.wm, wm.astype(np.float32))
+    assert volume.brain.dtype == volume.t1.dtype == volume.wm.dtype == np.float32

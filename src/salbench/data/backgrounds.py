@@ -23,6 +23,7 @@ volumes (IXI, HCP) from a folder instead, one subject per file, without augmenta
 from __future__ import annotations
 
 import functools
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,18 +71,38 @@ class Background:
     window: tuple[int, int]  # top-left pixel (row, col) of the image in its frame
 
 
+MNI152_T1 = "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"  # nilearn's MNI152_FILE_PATH
+MNI152_WM = "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz"  # ... and WM_MNI152_FILE_PATH
+MNI152_BRAIN_THRESHOLD = 0.2  # nilearn's load_mni152_brain_mask: the max-scaled T1 above 0.2
+
+
+def nilearn_data_file(name: str) -> Path:
+    """A data file nilearn ships (``nilearn/datasets/data/``), found without importing nilearn:
+    ``nilearn.datasets`` imports scikit-learn and the rest of nilearn (1.5 s), for two files."""
+    spec = importlib.util.find_spec("nilearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("the MNI152 backgrounds need nilearn's packaged template: "
+                          "pip install nilearn")
+    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / name
+    if not path.is_file():
+        raise FileNotFoundError(f"nilearn at {path.parents[2]} does not ship {name}; salbench "
+                                "reads the MNI152 template nilearn >= 0.10 packages")
+    return path
+
+
 @functools.lru_cache(maxsize=1)
 def mni_volume() -> Volume:
     """nilearn's packaged MNI152 T1 template (1 mm), brain mask and white-matter map (no
-    download)."""
-    from nilearn import datasets
-
-    t1 = datasets.load_mni152_template(resolution=1)
-    brain = datasets.load_mni152_brain_mask(resolution=1).get_fdata() > 0.5
-    wm = datasets.load_mni152_wm_template(resolution=1).get_fdata().astype(np.float32)
-    data = t1.get_fdata().astype(np.float32)
-    data /= max(float(data.max()), 1e-12)
-    return Volume(data, brain.astype(np.float32), wm, t1.affine.astype(np.float64))
+    download), as ``nilearn.datasets.load_mni152_template``, ``load_mni152_brain_mask`` and
+    ``load_mni152_wm_template`` give them (each divided by its max; the mask is the T1 above
+    :data:`MNI152_BRAIN_THRESHOLD`), read in float32 with nibabel."""
+    t1_image = nib.load(nilearn_data_file(MNI152_T1))
+    t1 = t1_image.get_fdata(dtype=np.float32)
+    t1 /= t1.max()
+    wm = nib.load(nilearn_data_file(MNI152_WM)).get_fdata(dtype=np.float32)
+    wm /= wm.max()
+    brain = (t1 > MNI152_BRAIN_THRESHOLD).astype(np.float32)
+    return Volume(t1, brain, wm, t1_image.affine.astype(np.float64))
 
 
 def brain_center(volume: Volume) -> np.ndarray:
