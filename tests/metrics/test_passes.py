@@ -69,23 +69,24 @@ def test_chunk_timer_stops_at_its_limit_and_below_a_size_out_of_memory():
 
 def test_calibrated_chunk_is_cached_and_gives_the_curves_of_a_small_chunk(data, monkeypatch):
     x, y, a = data
-    model = tiny_cnn()
+    model = tiny_cnn(seed=11)  # weights of its own: equal models share a fused copy and timer
     monkeypatch.setattr(ps, "MAX_CHUNK", 64)  # a short search
     params = {"patch": 1, "steps": "linear:1", "fill": "uniform"}  # 3 x 145 passes per call
     forced = pt.region_perturbation(model, x, y, a, memory_budget=x[0].numel() * 4, **params)
-    timer = ps.chunk_timer(model, x, "fp32-fused")
+    fused = ps.fused_copy(model, x)  # the timer is kept with the (shared) fused copy
+    timer = ps.chunk_timer(model, x, "fp32-fused", owner=fused)
     runs = []
     while timer.chosen is None and len(runs) < 100:
         runs.append(pt.region_perturbation(model, x, y, a, **params))
     assert timer.chosen is not None and timer.chosen > 1  # measured; 1 image per call is slowest
-    assert ps.chunk_timer(model, x, "fp32-fused") is timer  # cached per model and shape
-    assert ps.chunk_timer(model, x[:, :, :6, :6], "fp32-fused") is not timer
+    assert ps.chunk_timer(model, x, "fp32-fused", owner=fused) is timer  # cached per shape
+    assert ps.chunk_timer(model, x[:, :, :6, :6], "fp32-fused", owner=fused) is not timer
     for run in runs:
         np.testing.assert_allclose(run.curves.numpy(), forced.curves.numpy(), atol=1e-6)
     again = pt.region_perturbation(model, x, y, a, **params)
     assert torch.equal(again.curves, runs[-1].curves)  # settled: identical calls, identical bits
     ref = weakref.ref(model)
-    del model, timer
+    del model, timer, fused
     gc.collect()
     assert ref() is None  # the caches hold no strong reference to the model
 
@@ -143,6 +144,41 @@ def test_bad_precision_is_rejected_before_work(data):
 
 
 # ---------------------------------------------------------------- fused copy
+
+
+def test_equal_models_share_one_fused_copy_and_unequal_ones_do_not(monkeypatch):
+    """TorchScript keeps every traced copy for the life of the process (pytorch#35600), so a
+    model loaded again (other object, same architecture and weights) reuses the copy, and one
+    with other weights gets its own, even when their fingerprints collide (checked on a
+    sample before reuse)."""
+    x = torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(0))
+    first = ps.fused_copy(tiny_cnn(seed=21), x)
+    shared = len(ps._SHARED)
+    assert ps.fused_copy(tiny_cnn(seed=21), x) is first and len(ps._SHARED) == shared
+    assert ps.fused_copy(tiny_cnn(seed=22), x) is not first  # other weights: another copy
+    monkeypatch.setattr(ps, "_fingerprint", lambda model: repr(model))  # architecture only
+    ps.fused_copy(tiny_cnn(seed=21), x)
+    colliding = tiny_cnn(seed=25)
+    own = ps.fused_copy(colliding, x)
+    assert isinstance(own, ps.FusedModel) and own is not ps.fused_copy(tiny_cnn(seed=21), x)
+    with torch.inference_mode():
+        np.testing.assert_allclose(own(x).numpy(), colliding(x).numpy(), rtol=0, atol=1e-6)
+
+
+def test_past_the_trace_budget_models_run_as_given(monkeypatch):
+    x = torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(0))
+    monkeypatch.setattr(ps, "TRACE_BUDGET", {"cpu": 0, "cuda": 0})
+    monkeypatch.setattr(ps, "_RETAINED", {"bytes": 0, "warned": False})
+    model = tiny_cnn(seed=23)
+    with pytest.warns(UserWarning, match="TRACE_BUDGET"):
+        assert ps.fused_copy(model, x) is model
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once per process
+        assert ps.fused_copy(tiny_cnn(seed=24), x, "bf16") is not None
+    out = pt.region_perturbation(model, x, torch.tensor([0, 1]), x, patch=4, steps="linear:4")
+    ref = pt.region_perturbation(model, x, torch.tensor([0, 1]), x, patch=4, steps="linear:4",
+                                 memory_budget=1 << 20)
+    np.testing.assert_allclose(out.curves.numpy(), ref.curves.numpy(), atol=1e-6)
 
 
 def test_fused_copy_equals_the_eager_model_and_follows_its_weights():

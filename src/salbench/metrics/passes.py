@@ -18,8 +18,12 @@ bound. An explicit ``memory_budget`` fixes the chunk from the bytes instead (the
 **Cheaper passes.** Every pass runs under ``torch.inference_mode`` on a traced, frozen copy of
 the model (``torch.jit.freeze``: batch norm folded into the convolutions, convolution + ReLU fused
 by oneDNN on the CPU) in the channels-last layout where the model takes it, built once per model,
-input shape, precision and weights (:class:`FusedModel`). ``precision="fp32"`` (the default)
-keeps the weights in float32 and, on the CPU, runs with oneDNN Graph fusion (:class:`FusedModel`);
+input shape, precision and weights (:class:`FusedModel`), and shared by every model of the same
+architecture and weights (a study loads one checkpoint in many jobs). TorchScript keeps every
+copy it traced until the process ends (pytorch/pytorch#35600), so a process traces copies worth
+at most :data:`TRACE_BUDGET` bytes and runs further models as given (warned once).
+``precision="fp32"`` (the default) keeps the weights in float32 and, on the CPU, runs with oneDNN
+Graph fusion (:class:`FusedModel`);
 the copy is checked against the eager model on one sample after the executor's profiling runs
 (relative difference at most :data:`FUSED_RTOL`). ``precision="bf16"`` (opt-in) casts the copy's
 weights to bfloat16 (its check: :data:`BF16_TOLERANCE`); where that copy cannot be built it runs
@@ -70,6 +74,14 @@ CALIBRATION_BUDGET = {"cpu": 1 << 30, "cuda": 4 << 30}  # bytes bounding the lar
 # left ResNet-18 at 128² unfused at the chosen size (15.5 instead of 10.5 ms per image)
 FUSION_STRATEGY = [("STATIC", 32)]
 FUSED_RTOL = 1e-4  # a fused copy must match the eager model this closely, relative to max |out|
+# TorchScript never frees what it traced (pytorch/pytorch#35600, #96726: the graphs keep their
+# frozen weights as constants; oneDNN Graph adds its compiled kernels): measured on VGG-16-BN
+# (32 MiB of parameters), each traced copy kept 49 MiB after it was deleted, 170 MiB with oneDNN
+# Graph. So copies are shared by every model with the same architecture and weights (a study
+# loads one checkpoint in many jobs), and a process traces at most this many bytes of weights
+# (times the factor kept) before it runs further models as given.
+RETAINED_PER_WEIGHT_BYTE = {True: 5.5, False: 1.6}  # oneDNN Graph on / off (measured, above)
+TRACE_BUDGET = {"cpu": 4 << 30, "cuda": 2 << 30}  # bytes a process may leave to TorchScript
 # bf16 curves differ from fp32 by at most this share of the fp32 curve's largest |value| on the
 # small random VGG-style and ResNet-style models of tests/metrics/test_passes.py (not a bound for
 # every model: see the module docstring)
@@ -140,12 +152,13 @@ def candidate_limit(model: object, x: Tensor) -> int:
     return max(1, min(MAX_CHUNK, budget // per_sample))
 
 
-def chunk_timer(model: object, x: Tensor, kind: str) -> ChunkTimer:
-    """The cached timer of ``model`` on inputs shaped like ``x`` for passes of ``kind``
-    (a fresh, uncached one when ``model`` cannot be weakly referenced)."""
+def chunk_timer(model: object, x: Tensor, kind: str, owner: object = None) -> ChunkTimer:
+    """The cached timer of ``model`` on inputs shaped like ``x`` for passes of ``kind``, kept
+    with ``owner`` (default ``model``; a shared fused copy keeps one timer for every model that
+    uses it); a fresh, uncached one when the owner cannot be weakly referenced."""
     key = (tuple(x.shape[1:]), x.dtype, str(x.device), kind)
     try:
-        timers = _TIMERS.setdefault(model, {})
+        timers = _TIMERS.setdefault(model if owner is None else owner, {})
     except TypeError:
         return ChunkTimer(candidate_limit(model, x))
     if key not in timers:
@@ -170,6 +183,26 @@ def _weights_key(model: nn.Module) -> tuple:
 
 _FUSED: weakref.WeakKeyDictionary[nn.Module, dict[str, tuple[tuple, object]]] = (
     weakref.WeakKeyDictionary())
+_SHARED: dict[tuple, FusedModel] = {}  # fingerprint -> the copy every equal model uses
+_RETAINED = {"bytes": 0, "warned": False}  # estimated bytes TorchScript keeps in this process
+
+
+def _fingerprint(model: nn.Module) -> tuple:
+    """Architecture (class and ``repr``) and weights (per tensor: name, shape, dtype, the sum of
+    all entries and of every 7th, in its own dtype: 16 ms for VGG-16, 0.8 s accumulated in
+    float64) of a model: equal for two loads of one checkpoint. Not a proof of equality: a copy
+    found by it is used only after it matches the model on one sample."""
+    tensors = [*model.named_parameters(), *model.named_buffers()]
+    with torch.no_grad():
+        sums = torch.stack([torch.stack([t.sum(), t.flatten()[::7].sum()]).double()
+                            for _, t in tensors]).tolist() if tensors else []
+    return (type(model).__qualname__, repr(model),
+            tuple((n, tuple(t.shape), t.dtype, *m) for (n, t), m in zip(tensors, sums)))
+
+
+def _retained_bytes(model: nn.Module, onednn: bool) -> int:
+    weights = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+    return int(weights * RETAINED_PER_WEIGHT_BYTE[onednn])
 
 
 _FUSION_SETTINGS = threading.Lock()
@@ -220,9 +253,8 @@ def _memory_formats(x: Tensor) -> tuple[torch.memory_format, ...]:
 
 def _trace(model: nn.Module, x: Tensor, precision: str,
            memory_format: torch.memory_format) -> FusedModel | None:
-    """The frozen copy in one layout, or ``None`` where it does not trace cleanly or its output
-    differs from the eager model's by more than the precision's tolerance (:data:`FUSED_RTOL`,
-    :data:`BF16_TOLERANCE`, relative to max |output|)."""
+    """The frozen copy in one layout, or ``None`` where it does not trace cleanly or does not
+    match the eager model (:func:`_matches`)."""
     dtype = torch.bfloat16 if precision == "bf16" else x.dtype
     try:
         with warnings.catch_warnings(record=True) as caught, torch.no_grad():
@@ -232,24 +264,36 @@ def _trace(model: nn.Module, x: Tensor, precision: str,
             frozen = torch.jit.freeze(torch.jit.trace(duplicate, sample, check_trace=False))
             fused = FusedModel(frozen, dtype, memory_format,
                                onednn=x.device.type == "cpu" and dtype == torch.float32)
+    except (RuntimeError, TypeError, ValueError, copy.Error):
+        return None
+    clean = not any(issubclass(w.category, torch.jit.TracerWarning) for w in caught)
+    return fused if clean and _matches(fused, model, x, precision) else None
+
+
+def _matches(fused: FusedModel, model: nn.Module, x: Tensor, precision: str) -> bool:
+    """Whether ``fused`` gives ``model``'s output on the last sample of ``x`` within the
+    precision's tolerance (:data:`FUSED_RTOL`, :data:`BF16_TOLERANCE`, relative to max |output|),
+    after the executor's profiling runs (:data:`WARMUP_CALLS`)."""
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
             for _ in range(WARMUP_CALLS):
                 fused(x[-1:])
             eager, out = model(x[-1:]), fused(x[-1:])
-    except (RuntimeError, TypeError, ValueError, copy.Error):
-        return None
+    except (RuntimeError, TypeError, ValueError):
+        return False
     tolerance = BF16_TOLERANCE if precision == "bf16" else FUSED_RTOL
-    clean = not any(issubclass(w.category, torch.jit.TracerWarning) for w in caught)
-    if not (clean and isinstance(out, Tensor) and isinstance(eager, Tensor)
-            and out.shape == eager.shape and torch.allclose(
-                out, eager.float(), rtol=0, atol=tolerance * float(eager.abs().max()))):
-        return None
-    return fused
+    return (isinstance(out, Tensor) and isinstance(eager, Tensor) and out.shape == eager.shape
+            and torch.allclose(out, eager.float(), rtol=0,
+                               atol=tolerance * float(eager.abs().max())))
 
 
 def fused_copy(model: object, x: Tensor, precision: str = "fp32") -> object:
     """A traced, frozen copy of ``model`` for inputs shaped like ``x``, channels-last where the
-    model takes it, its weights in ``precision`` (cached per model, shape, precision and
-    weights), or ``model`` itself where that is not possible or not equal (module docstring)."""
+    model takes it, its weights in ``precision`` (cached per model, shape, precision and weights,
+    and shared by models of equal architecture and weights), or ``model`` itself where that is not
+    possible, not equal, or the process has left :data:`TRACE_BUDGET` bytes to TorchScript
+    (module docstring)."""
     if (not isinstance(model, nn.Module) or isinstance(model, torch.jit.ScriptModule)
             or any(m.training for m in model.modules())):
         return model
@@ -257,9 +301,36 @@ def fused_copy(model: object, x: Tensor, precision: str = "fp32") -> object:
     cached = _FUSED.setdefault(model, {}).get(precision)
     if cached is not None and cached[0] == key:
         return cached[1]
-    fused = next((f for fmt in _memory_formats(x) if (f := _trace(model, x, precision, fmt))),
-                 model)
+    shared_key = (precision, *key[:3], _fingerprint(model))
+    fused = _SHARED.get(shared_key)
+    if fused is None or not _matches(fused, model, x, precision):
+        fused = _trace_within_budget(model, x, precision)
+        if fused is not model:
+            _SHARED[shared_key] = fused
     _FUSED[model][precision] = (key, fused)
+    return fused
+
+
+def _trace_within_budget(model: nn.Module, x: Tensor, precision: str) -> object:
+    """A new frozen copy (:func:`_trace`, channels-last first), or ``model`` once this process's
+    traced copies would keep more than :data:`TRACE_BUDGET` bytes (warned once)."""
+    onednn = x.device.type == "cpu" and precision == "fp32"
+    cost = _retained_bytes(model, onednn)
+    budget = TRACE_BUDGET.get(x.device.type, TRACE_BUDGET["cuda"])
+    if _RETAINED["bytes"] + cost > budget:
+        if not _RETAINED["warned"]:
+            _RETAINED["warned"] = True
+            warnings.warn(f"salbench's perturbation metrics now run further models as given (not "
+                          f"as fused TorchScript copies): TorchScript keeps every traced copy "
+                          f"until the process ends (pytorch#35600) and this one has traced "
+                          f"{_RETAINED['bytes'] / 2**30:.1f} GiB (budget {budget / 2**30:.0f} "
+                          "GiB, salbench.metrics.passes.TRACE_BUDGET)", stacklevel=3)
+        return model
+    fused = next((f for fmt in _memory_formats(x) if (f := _trace(model, x, precision, fmt))),
+                 None)
+    if fused is None:
+        return model
+    _RETAINED["bytes"] += cost
     return fused
 
 
@@ -277,8 +348,10 @@ class ModelPasses:
         self.model = model
         self.forward = fused_copy(model, x, precision)
         self.fixed = None if memory_budget is None else chunk_size(model, x, memory_budget)
-        kind = precision if self.forward is model else f"{precision}-fused"
-        self.timer = None if self.fixed is not None else chunk_timer(model, x, kind)
+        fused = self.forward is not model
+        kind = f"{precision}-fused" if fused else precision
+        self.timer = None if self.fixed is not None else chunk_timer(
+            model, x, kind, owner=self.forward if fused else None)
         self.device = x.device
 
     @property
