@@ -2,8 +2,10 @@
 study goes (issue 14, item 4).
 
 Each stage's wall time is split, exclusively, into
-- model passes: outermost ``nn.Module`` calls (global forward hooks) and autograd backward /
-  ``torch.autograd.grad`` calls, nested passes counted once;
+- model passes: outermost ``nn.Module`` calls (global forward hooks), autograd backward /
+  ``torch.autograd.grad`` calls and the fast LRP backend's node-by-node forward and relevance
+  backward (``run_forward``, ``run_backward``: its pass through the model, with explicit tensor
+  operations instead of autograd), nested passes counted once;
 - optimiser steps (global step hooks);
 - the documented CPU-bound steps: image synthesis (``make_chunk`` of the generators), the Telea
   and fast inpainting fills of the perturbation metrics, convex hulls (GAD's region metrics),
@@ -42,6 +44,7 @@ from torch.optim.optimizer import (
 import salbench.data.cells
 import salbench.data.mri_lesions
 import salbench.explain
+import salbench.explain.lrp_fast
 import salbench.metrics
 import salbench.metrics._checks
 import salbench.metrics.groundtruth
@@ -134,6 +137,8 @@ def instrument(tally: Tally) -> None:
     torch.nn.modules.module.register_module_forward_hook(lambda *_: pass_end(), always_call=True)
     for name in ("backward", "grad"):
         wrap(torch.autograd, name, pass_start, pass_end)
+    for name in ("run_forward", "run_backward"):  # looked up as module globals by fast_lrp_maps
+        wrap(salbench.explain.lrp_fast, name, pass_start, pass_end)
     register_optimizer_step_pre_hook(lambda *_: tally.open(OPTIMISER))
     register_optimizer_step_post_hook(lambda *_: tally.close())
 
