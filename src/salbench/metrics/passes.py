@@ -189,7 +189,7 @@ _RETAINED = {"bytes": 0, "warned": False}  # estimated bytes TorchScript keeps i
 
 def _fingerprint(model: nn.Module) -> tuple:
     """Architecture (class and ``repr``) and weights (per tensor: name, shape, dtype, the sum of
-    all entries and of every 7th, in its own dtype: 16 ms for VGG-16, 0.8 s accumulated in
+    all entries and of every 7th, in its own dtype: 32 ms for VGG-16, 0.8 s accumulated in
     float64) of a model: equal for two loads of one checkpoint. Not a proof of equality: a copy
     found by it is used only after it matches the model on one sample."""
     tensors = [*model.named_parameters(), *model.named_buffers()]
