@@ -167,10 +167,10 @@ def test_equal_models_share_one_fused_copy_and_unequal_ones_do_not(monkeypatch):
 
 def test_past_the_trace_budget_models_run_as_given(monkeypatch):
     x = torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(0))
-    monkeypatch.setattr(ps, "TRACE_BUDGET", {"cpu": 0, "cuda": 0})
+    monkeypatch.setattr(ps, "TRACE_BUDGET_SHARE", 0.0)
     monkeypatch.setattr(ps, "_RETAINED", {"bytes": 0, "warned": False})
     model = tiny_cnn(seed=23)
-    with pytest.warns(UserWarning, match="TRACE_BUDGET"):
+    with pytest.warns(UserWarning, match="TRACE_BUDGET_SHARE"):
         assert ps.fused_copy(model, x) is model
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # warned once per process

@@ -20,8 +20,9 @@ the model (``torch.jit.freeze``: batch norm folded into the convolutions, convol
 by oneDNN on the CPU) in the channels-last layout where the model takes it, built once per model,
 input shape, precision and weights (:class:`FusedModel`), and shared by every model of the same
 architecture and weights (a study loads one checkpoint in many jobs). TorchScript keeps every
-copy it traced until the process ends (pytorch/pytorch#35600), so a process traces copies worth
-at most :data:`TRACE_BUDGET` bytes and runs further models as given (warned once).
+copy it traced until the process ends (pytorch/pytorch#35600), so a process leaves at most
+:data:`TRACE_BUDGET_SHARE` of the device's memory to them and runs further models as given
+(warned once).
 ``precision="fp32"`` (the default) keeps the weights in float32 and, on the CPU, runs with oneDNN
 Graph fusion (:class:`FusedModel`);
 the copy is checked against the eager model on one sample after the executor's profiling runs
@@ -42,6 +43,7 @@ flow, non-tensor outputs), is in training mode or is no ``nn.Module`` runs as gi
 from __future__ import annotations
 
 import copy
+import os
 import threading
 import time
 import warnings
@@ -78,10 +80,10 @@ FUSED_RTOL = 1e-4  # a fused copy must match the eager model this closely, relat
 # frozen weights as constants; oneDNN Graph adds its compiled kernels): measured on VGG-16-BN
 # (32 MiB of parameters), each traced copy kept 49 MiB after it was deleted, 170 MiB with oneDNN
 # Graph. So copies are shared by every model with the same architecture and weights (a study
-# loads one checkpoint in many jobs), and a process traces at most this many bytes of weights
-# (times the factor kept) before it runs further models as given.
+# loads one checkpoint in many jobs), and a process leaves at most this share of the device's
+# memory (RAM for the CPU) to traced copies before it runs further models as given.
 RETAINED_PER_WEIGHT_BYTE = {True: 5.5, False: 1.6}  # oneDNN Graph on / off (measured, above)
-TRACE_BUDGET = {"cpu": 4 << 30, "cuda": 2 << 30}  # bytes a process may leave to TorchScript
+TRACE_BUDGET_SHARE = 0.25
 # bf16 curves differ from fp32 by at most this share of the fp32 curve's largest |value| on the
 # small random VGG-style and ResNet-style models of tests/metrics/test_passes.py (not a bound for
 # every model: see the module docstring)
@@ -200,9 +202,23 @@ def _fingerprint(model: nn.Module) -> tuple:
             tuple((n, tuple(t.shape), t.dtype, *m) for (n, t), m in zip(tensors, sums)))
 
 
-def _retained_bytes(model: nn.Module, onednn: bool) -> int:
-    weights = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+def _retained_bytes(model: nn.Module, precision: str, onednn: bool) -> int:
+    """Estimated bytes TorchScript keeps of a traced copy: its weights (2 bytes per floating
+    entry in bf16) times :data:`RETAINED_PER_WEIGHT_BYTE`."""
+    weights = sum(t.numel() * (2 if precision == "bf16" and t.is_floating_point()
+                               else t.element_size())
+                  for t in (*model.parameters(), *model.buffers()))
     return int(weights * RETAINED_PER_WEIGHT_BYTE[onednn])
+
+
+def trace_budget(device: torch.device) -> int:
+    """Bytes a process may leave to TorchScript's traced copies on ``device``:
+    :data:`TRACE_BUDGET_SHARE` of its memory (6 GiB of this project's 24 GiB CPU machines)."""
+    if device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory
+    else:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return int(TRACE_BUDGET_SHARE * total)
 
 
 _FUSION_SETTINGS = threading.Lock()
@@ -292,7 +308,7 @@ def fused_copy(model: object, x: Tensor, precision: str = "fp32") -> object:
     """A traced, frozen copy of ``model`` for inputs shaped like ``x``, channels-last where the
     model takes it, its weights in ``precision`` (cached per model, shape, precision and weights,
     and shared by models of equal architecture and weights), or ``model`` itself where that is not
-    possible, not equal, or the process has left :data:`TRACE_BUDGET` bytes to TorchScript
+    possible, not equal, or the process has left :func:`trace_budget` bytes to TorchScript
     (module docstring)."""
     if (not isinstance(model, nn.Module) or isinstance(model, torch.jit.ScriptModule)
             or any(m.training for m in model.modules())):
@@ -313,18 +329,19 @@ def fused_copy(model: object, x: Tensor, precision: str = "fp32") -> object:
 
 def _trace_within_budget(model: nn.Module, x: Tensor, precision: str) -> object:
     """A new frozen copy (:func:`_trace`, channels-last first), or ``model`` once this process's
-    traced copies would keep more than :data:`TRACE_BUDGET` bytes (warned once)."""
+    traced copies would keep more than :func:`trace_budget` bytes (warned once)."""
     onednn = x.device.type == "cpu" and precision == "fp32"
-    cost = _retained_bytes(model, onednn)
-    budget = TRACE_BUDGET.get(x.device.type, TRACE_BUDGET["cuda"])
+    cost = _retained_bytes(model, precision, onednn)
+    budget = trace_budget(x.device)
     if _RETAINED["bytes"] + cost > budget:
         if not _RETAINED["warned"]:
             _RETAINED["warned"] = True
             warnings.warn(f"salbench's perturbation metrics now run further models as given (not "
                           f"as fused TorchScript copies): TorchScript keeps every traced copy "
                           f"until the process ends (pytorch#35600) and this one has traced "
-                          f"{_RETAINED['bytes'] / 2**30:.1f} GiB (budget {budget / 2**30:.0f} "
-                          "GiB, salbench.metrics.passes.TRACE_BUDGET)", stacklevel=3)
+                          f"{_RETAINED['bytes'] / 2**30:.1f} GiB (budget {budget / 2**30:.1f} "
+                          "GiB, salbench.metrics.passes.TRACE_BUDGET_SHARE of the device's "
+                          "memory)", stacklevel=3)
         return model
     fused = next((f for fmt in _memory_formats(x) if (f := _trace(model, x, precision, fmt))),
                  None)
