@@ -202,6 +202,11 @@ def _fingerprint(model: nn.Module) -> tuple:
             tuple((n, tuple(t.shape), t.dtype, *m) for (n, t), m in zip(tensors, sums)))
 
 
+def _uses_onednn(x: Tensor, precision: str) -> bool:
+    """Whether a fused copy for inputs like ``x`` runs with oneDNN Graph: float32 on the CPU."""
+    return x.device.type == "cpu" and precision == "fp32" and x.dtype == torch.float32
+
+
 def _retained_bytes(model: nn.Module, precision: str, onednn: bool) -> int:
     """Estimated bytes TorchScript keeps of a traced copy: its weights (2 bytes per floating
     entry in bf16) times :data:`RETAINED_PER_WEIGHT_BYTE`."""
@@ -279,7 +284,7 @@ def _trace(model: nn.Module, x: Tensor, precision: str,
             sample = x[:1].to(dtype).contiguous(memory_format=memory_format)
             frozen = torch.jit.freeze(torch.jit.trace(duplicate, sample, check_trace=False))
             fused = FusedModel(frozen, dtype, memory_format,
-                               onednn=x.device.type == "cpu" and dtype == torch.float32)
+                               onednn=_uses_onednn(x, precision))
     except (RuntimeError, TypeError, ValueError, copy.Error):
         return None
     clean = not any(issubclass(w.category, torch.jit.TracerWarning) for w in caught)
@@ -330,8 +335,7 @@ def fused_copy(model: object, x: Tensor, precision: str = "fp32") -> object:
 def _trace_within_budget(model: nn.Module, x: Tensor, precision: str) -> object:
     """A new frozen copy (:func:`_trace`, channels-last first), or ``model`` once this process's
     traced copies would keep more than :func:`trace_budget` bytes (warned once)."""
-    onednn = x.device.type == "cpu" and precision == "fp32"
-    cost = _retained_bytes(model, precision, onednn)
+    cost = _retained_bytes(model, precision, _uses_onednn(x, precision))
     budget = trace_budget(x.device)
     if _RETAINED["bytes"] + cost > budget:
         if not _RETAINED["warned"]:
