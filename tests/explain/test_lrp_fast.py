@@ -24,10 +24,17 @@ from salbench.explain import (
     FastLRPFallback,
     available,
     explain,
+    get_method,
     lrp_grid_maps,
     preserved_model,
 )
-from salbench.explain.lrp import RULES, STABILISERS, build_composite, lrp_attribute
+from salbench.explain.lrp import (
+    LRP_BACKENDS,
+    RULES,
+    STABILISERS,
+    build_composite,
+    lrp_attribute,
+)
 from salbench.explain.lrp_fast import FastLRPUnsupported, fast_lrp_maps
 from salbench.models import build, make_explainable
 from salbench.models.surgery import fold_normalisation, to_conv_flatten_fc, to_gap_fc
@@ -398,6 +405,29 @@ def test_unsupported_models_fall_back_to_zennit_with_a_warning(cls, reason):
             with pytest.warns(FastLRPFallback, match=f"{name}.*{reason}"):
                 fast = explain(model, x, TARGETS, name, backend="fast")
             assert torch.equal(fast, explain(model, x, TARGETS, name))
+
+
+def test_the_default_backend_runs_the_fast_path_and_falls_back_to_zennit_silently(monkeypatch):
+    """``backend="auto"`` (the default) never calls Zennit on a model the fast path handles (its
+    maps are the fast backend's), and on one it cannot handle gives Zennit's maps without a
+    :class:`FastLRPFallback` warning (the autouse fixture turns one into an error)."""
+    model, x = model_for("resnet18"), images()
+    unsupported = InplaceMethod().double().eval()
+    small = images(size=8)
+    expected = {name: explain(unsupported, small, TARGETS, name, backend="zennit")
+                for name in SMALL_METHODS}
+    fast = {name: explain(model, x, TARGETS, name, backend="fast") for name in SMALL_METHODS}
+
+    def no_zennit(*args, **kwargs):
+        raise AssertionError("the default backend called Zennit on a supported model")
+
+    with monkeypatch.context() as patch:
+        patch.setitem(LRP_BACKENDS, "zennit", no_zennit)
+        for name in SMALL_METHODS:
+            assert get_method(name).params["backend"] == "auto"
+            assert torch.equal(explain(model, x, TARGETS, name), fast[name])
+    for name in SMALL_METHODS:
+        assert torch.equal(explain(unsupported, small, TARGETS, name), expected[name])
 
 
 # ---- bad arguments --------------------------------------------------------------------------

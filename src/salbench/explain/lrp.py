@@ -501,7 +501,9 @@ def relevance_by_layer(model: nn.Module, x: Tensor, y: Tensor | int, method: str
 
 LRP_BACKENDS: dict[str, Callable[..., Tensor]] = {}
 """LRP implementations ``(model, x, y, method, params) -> maps``: ``zennit`` (Zennit's hooks,
-:func:`zennit_backend`) and ``fast`` (:mod:`salbench.explain.lrp_fast`, added on import)."""
+:func:`zennit_backend`), and, added on import of :mod:`salbench.explain.lrp_fast`, ``fast`` (its
+closed-form rules; Zennit with a warning where it cannot handle the model) and ``auto`` (the
+default: the same without the warning)."""
 
 
 def zennit_backend(model: nn.Module, x: Tensor, y: Tensor, method: str,
@@ -520,7 +522,7 @@ def _lrp_method(name: str, extra: dict[str, Any], summary: str) -> None:
             raise ValueError(f"backend must be one of {sorted(LRP_BACKENDS)}, got {backend!r}")
         return LRP_BACKENDS[backend](model, x, y, name, params)
 
-    defaults = {"stabiliser": "zennit", "canonizer": "auto", "backend": "zennit", **extra}
+    defaults = {"stabiliser": "zennit", "canonizer": "auto", "backend": "auto", **extra}
     register(name, "zennit", summary, params=defaults, requires="explainable")(method)
 
 

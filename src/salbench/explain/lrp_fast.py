@@ -737,17 +737,19 @@ def lrp_grid_maps(model: nn.Module, x: Tensor, y: Tensor | int,
 
 
 def fast_backend(model: nn.Module, x: Tensor, y: Tensor, method: str,
-                 params: dict[str, Any]) -> Tensor:
+                 params: dict[str, Any], warn: bool = True) -> Tensor:
     """The ``fast`` backend of the registered LRP methods: the method's composite
-    (:func:`salbench.explain.lrp.composite_spec`) on the fast path, Zennit with a
-    :class:`FastLRPFallback` warning where the fast path cannot handle the model."""
+    (:func:`salbench.explain.lrp.composite_spec`) on the fast path, Zennit where the fast path
+    cannot handle the model (with a :class:`FastLRPFallback` warning if ``warn``)."""
     spec = composite_spec(model, x, method, params)
     try:
         return fast_lrp_maps(model, x, y, [spec], method)[0]
     except FastLRPUnsupported as reason:
-        warnings.warn(f"fast LRP falls back to Zennit for {method!r}: {reason}", FastLRPFallback,
-                      stacklevel=2)
+        if warn:
+            warnings.warn(f"fast LRP falls back to Zennit for {method!r}: {reason}",
+                          FastLRPFallback, stacklevel=2)
     return LRP_BACKENDS["zennit"](model, x, y, method, params)
 
 
 LRP_BACKENDS["fast"] = fast_backend
+LRP_BACKENDS["auto"] = functools.partial(fast_backend, warn=False)
