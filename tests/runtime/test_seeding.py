@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from salbench.runtime import derive_seed, resolve_device, seed_everything
+from salbench.runtime import derive_seed, resolve_device, seed_everything, torch_seeded
 
 
 def draw() -> tuple:
@@ -40,3 +40,23 @@ def test_bad_seed_and_device_are_named():
         assert resolve_device("auto") == torch.device("cpu")
         with pytest.raises(ValueError, match="no CUDA device"):
             resolve_device("cuda")
+
+
+def test_torch_seeded_draws_as_manual_seed_restores_the_caller_and_queues_no_cuda_seed():
+    """On the CPU the block draws what ``torch.manual_seed`` would give; the caller's stream
+    goes on as if the block had not run; unlike ``manual_seed``, no seeding of the CUDA devices
+    is queued (with its recorded stack trace) when CUDA is not initialised."""
+    torch.manual_seed(7)
+    expected = torch.rand(5)
+    torch.manual_seed(1)
+    caller = torch.rand(3)
+    torch.manual_seed(1)
+    torch.rand(1)
+    tracker = torch.cuda._lazy_seed_tracker
+    queued = tracker.get_calls()
+    with torch_seeded(7, torch.device("cpu")):
+        inside = torch.rand(5)
+    assert torch.equal(inside, expected)
+    assert torch.equal(torch.rand(2), caller[1:])
+    if not torch.cuda.is_initialized():
+        assert tracker.get_calls() == queued

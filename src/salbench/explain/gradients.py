@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from salbench.explain.checks import require_explainable
 from salbench.explain.deeplift import rescale_attributions, rescale_shap, rescale_supported
 from salbench.explain.registry import register
+from salbench.runtime.seeding import torch_seeded
 
 DEFAULT_INTERNAL_BATCH = 64
 """Images per forward pass for the multi-pass methods (memory budget; raise it on a large GPU)."""
@@ -50,10 +51,8 @@ def seeded(seed: int, device: torch.device) -> Iterator[None]:
     coefficients with ``np.random``) and restore the caller's random state afterwards."""
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise TypeError(f"seed must be an int, got {seed!r}")
-    devices = [device.index or 0] if device.type == "cuda" else []
     numpy_state = np.random.get_state()
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+    with torch_seeded(seed, device):
         np.random.seed(seed)
         try:
             yield

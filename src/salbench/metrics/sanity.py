@@ -31,6 +31,7 @@ from salbench.metrics._checks import (
     check_targets,
     reduce_channels,
 )
+from salbench.runtime.seeding import torch_seeded
 
 ExplainFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
 SIMILARITIES = ("spearman", "ssim", "hog")
@@ -124,9 +125,9 @@ def model_randomisation(model: nn.Module, x: Tensor, y: Tensor, explain_fn: Expl
     ``mode``: ``cascading`` or ``independent``; ``order``: ``top-down`` (output side first) or
     ``bottom-up``; ``layers``: names to randomise (default :func:`randomisable_layers`). Each
     layer is re-initialised by its ``reset_parameters()`` after seeding torch's generator with
-    ``seed`` (inside ``torch.random.fork_rng``: the caller's random state is left alone; Quantus
-    0.6 seeds with ``seed + 1`` before every layer). Maps are reduced over channels by ``reduce``
-    before comparison. The model itself is never modified (deep copies).
+    ``seed`` (:func:`~salbench.runtime.seeding.torch_seeded`: the caller's random state is left
+    alone; Quantus 0.6 seeds with ``seed + 1`` before every layer). Maps are reduced over
+    channels by ``reduce`` before comparison. The model itself is never modified (deep copies).
     """
     check_images(x)
     check_targets(y, x.shape[0])
@@ -145,17 +146,14 @@ def model_randomisation(model: nn.Module, x: Tensor, y: Tensor, explain_fn: Expl
     if a is None:
         a = explain_fn(model, x, y)
     original = reduce_channels(check_attributions(a).detach(), reduce)
-    devices = [x.device.index or 0] if x.device.type == "cuda" else []
     scores: dict[str, list[Tensor]] = {name: [] for name in similarities}
     compare = {name: _similarity_to(name, original) for name in similarities}
     randomised = copy.deepcopy(model)
     for name in names:
         if mode == "independent":
             randomised = copy.deepcopy(model)
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            with torch.no_grad():
-                dict(randomised.named_modules())[name].reset_parameters()
+        with torch_seeded(seed, x.device), torch.no_grad():
+            dict(randomised.named_modules())[name].reset_parameters()
         perturbed = reduce_channels(check_attributions(explain_fn(randomised, x, y).detach(),
                                                        "explain_fn output"), reduce)
         for sim in similarities:
