@@ -98,6 +98,23 @@ def test_random_model_is_a_reinitialised_copy_and_keeps_global_rng():
     assert not torch.allclose(a, explain(model, x, 1, "saliency"))
 
 
+def test_seeded_methods_draw_the_first_samples_noise_alike_in_any_batch():
+    """What the report's gallery relies on (docs/report.md): it explains a study's first samples
+    again in a smaller batch than the scoring. DeepLIFT-SHAP's default baselines span the batch's
+    value range instead, so its maps depend on the other samples."""
+    model = tiny("resnet18")
+    x = torch.rand(8, 3, 32, 32)
+    for method, params in (("smoothgrad", {"nt_samples": 4}), ("gradient_shap", {}),
+                           ("random", {}), ("saliency", {})):
+        scored = explain(model, x, 1, method, **params)[:2]  # float rounding may differ
+        torch.testing.assert_close(explain(model, x[:2], 1, method, **params), scored, rtol=1e-5,
+                                   atol=1e-6 * float(scored.abs().max()), msg=method)
+    brighter = torch.cat([x[:2], 3 * x[2:]])
+    first = explain(model, x, 1, "deeplift_shap")[:2]
+    assert not torch.allclose(first, explain(model, brighter, 1, "deeplift_shap")[:2],
+                              rtol=0, atol=0.1 * float(first.abs().max()))
+
+
 def test_stabilisers_by_hand():
     """Document 002, section 2.1.5, the three denominators."""
     z = torch.tensor([[2.0, 0.0, -2.0]])
