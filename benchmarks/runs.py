@@ -14,11 +14,11 @@ Each stage's wall time is split, exclusively, into
   work per map, like a hull);
 - the rest: Python, tables, files, progress bars.
 Jobs that explain and score are split further into explaining (``salbench.explain.explain``
-outside a metric) and scoring (``salbench.metrics.score``, which re-explains for
-max-sensitivity); a stage's job shell (loading, result rows) is its rows without a phase. The
-report is the HTML report written after the run. Target: the rest is at most 10 % of every whole
-stage's wall time (shell and phases together; each phase is printed too); the report stage is
-all rest by nature and is listed as a fraction of the whole run.
+and ``lrp_grid_maps`` outside a metric) and scoring (``salbench.metrics.score``, which
+re-explains for max-sensitivity); a stage's job shell (loading, result rows) is its rows
+without a phase. The report is the HTML report written after the run. Target: the rest is at
+most 10 % of every whole stage's wall time (shell and phases together; each phase is printed
+too); the report stage is all rest by nature and is listed as a fraction of the whole run.
 
     .venv/bin/python benchmarks/runs.py                        # quickstart + lrp-grid small
     .venv/bin/python benchmarks/runs.py --quick                # quickstart only
@@ -156,6 +156,7 @@ def instrument(tally: Tally) -> None:
     # Every salbench module's reference to explain and score; metrics re-explain through
     # explain_fn, so a phase opened inside "scoring" stays scoring.
     for fn, phase in ((salbench.explain.explain, "explaining"),
+                      (salbench.explain.lrp_grid_maps, "explaining"),
                       (salbench.metrics.score, "scoring")):
         timed = bracket(fn, lambda phase=phase: tally.enter_phase(phase), tally.leave_phase)
         for module in [m for name, m in sys.modules.items() if name.startswith("salbench")]:

@@ -13,8 +13,8 @@ from contract import assert_rankable
 from torch import nn
 
 from salbench.config import ConfigError
-from salbench.explain import FastLRPFallback
-from salbench.explain.lrp import LRP_BACKENDS, linear_layers, relevance_by_layer
+from salbench.explain import FastLRPFallback, lrp_fast
+from salbench.explain.lrp import linear_layers, relevance_by_layer
 from salbench.metrics import region_perturbation, score
 from salbench.models import build, make_explainable
 from salbench.models.surgery import ConstantPad, fold_normalisation
@@ -246,8 +246,8 @@ def test_the_fast_backend_gives_zennits_maps_at_every_kind_of_grid_point(arch, m
     normalisation, batch norms with trained-like statistics): every composite and stabiliser at
     grid values including 0, to 1e-5 of each map's largest |value|; no fallback."""
     calls = []
-    fast = LRP_BACKENDS["fast"]
-    monkeypatch.setitem(LRP_BACKENDS, "fast", lambda *a: calls.append(1) or fast(*a))
+    fast = lrp_fast.fast_lrp_maps
+    monkeypatch.setattr(lrp_fast, "fast_lrp_maps", lambda *a, **k: calls.append(1) or fast(*a, **k))
     torch.manual_seed(0)
     model = build(arch, 10, 3, 32, 0.125)
     for m in model.modules():
@@ -299,16 +299,26 @@ def test_vanilla_stabiliser_zero_denominators_are_recorded_per_sample():
     with torch.no_grad():
         for p in model.parameters():
             p.abs_()
-    x = torch.stack([torch.zeros(3, 8, 8), torch.rand(3, 8, 8) + 0.1])
-    y = torch.tensor([1, 2])
-    vanilla = grid.grid_method("tutorial", "vanilla", 0.0, 0.0, (0.0, 1.0))
-    maps = grid.lrp_maps(model.eval(), x, y, vanilla)
-    assert score("finite", a=maps).values["finite"].tolist() == [0.0, 1.0]
-    assert torch.isnan(maps[0]).all() and torch.isfinite(maps[1]).all()
-    # LRP-0 without biases conserves: the pixels hold the explained logit.
-    assert maps[1].sum() == pytest.approx(float(model(x[1:]).detach()[0, 2]), rel=1e-4)
-    zennit = grid.grid_method("tutorial", "zennit", 0.0, 0.0, (0.0, 1.0))
-    assert torch.isfinite(grid.lrp_maps(model, x, y, zennit)).all()
+    # a black image (every denominator 0), a positive one (none), one black in a corner that
+    # fills a pooling window (0/0 there only: partly NaN), another positive one
+    corner = torch.rand(3, 8, 8) + 0.1
+    corner[:, :5, :5] = 0
+    x = torch.stack([torch.zeros(3, 8, 8), torch.rand(3, 8, 8) + 0.1, corner, torch.rand(3, 8, 8)])
+    y = torch.tensor([1, 2, 2, 0])
+    by_backend = {}
+    for backend in ("zennit", "fast"):  # Zennit's batch is refused and redone per sample
+        vanilla = grid.grid_method("tutorial", "vanilla", 0.0, 0.0, (0.0, 1.0), backend=backend)
+        maps = by_backend[backend] = grid.lrp_maps(model.eval(), x, y, vanilla)
+        assert score("finite", a=maps).values["finite"].tolist() == [0.0, 1.0, 0.0, 1.0]
+        assert torch.isnan(maps[[0, 2]]).all() and torch.isfinite(maps[[1, 3]]).all()
+        # LRP-0 without biases conserves: the pixels hold the explained logit.
+        assert maps[1].sum() == pytest.approx(float(model(x[1:2]).detach()[0, 2]), rel=1e-4)
+        zennit = grid.grid_method("tutorial", "zennit", 0.0, 0.0, (0.0, 1.0), backend=backend)
+        assert torch.isfinite(grid.lrp_maps(model, x, y, zennit)).all()
+    # the fast backend's batch keeps each sample's own relevance: its finite maps are Zennit's,
+    # computed one sample at a time
+    torch.testing.assert_close(by_backend["fast"][[1, 3]], by_backend["zennit"][[1, 3]],
+                               rtol=1e-5, atol=1e-7)
 
 
 def test_grid_composites_explain_the_folded_vgg():
