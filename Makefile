@@ -44,8 +44,10 @@ test: $(VENV)/.dev browser
 test-all: $(VENV)/.dev browser
 	$(BIN)/python -m pytest -q -m ""
 
+# benchmarks/stages.py times one stage of a study it is given (the GPU checks: benchmarks/gpu.sh)
 bench: $(VENV)/.dev
-	for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	for b in $(filter-out benchmarks/stages.py,$(wildcard benchmarks/*.py)); do \
+	  echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check src tests benchmarks
