@@ -5,19 +5,23 @@
 #                              packages salbench needs that the GPU image lacks, at the versions
 #                              installed in .venv (the libraries CI tests), into .whl/ (ignored
 #                              through .git/info/exclude; about 31 MB)
-#   bash benchmarks/gpu.sh run there, through the device tool with carry [".whl"]: installs the
-#                              wheels into /tmp/site without an index, then writes to $OUT:
+#   bash benchmarks/gpu.sh run [all|metrics|lrp-grid|cam]
+#                              there, through the device tool with carry [".whl"]: installs the
+#                              wheels into /tmp/site without an index, then runs the parts
+#                              (all: about 7 minutes at most, each part under its own time limit,
+#                              so one that hangs leaves the others their time), writing to $OUT:
 #       gpu.txt       the GPU (nvidia-smi)
-#       metrics.log   benchmarks/metrics.py --device cuda: region perturbation, pixel flipping and
-#                     AOPC at 224² against Quantus on the same GPU (target >= 5x faster), bf16 and
-#                     the channels-last fused copy against fp32 within their stated tolerances
+#       metrics.log   benchmarks/metrics.py --quick --device cuda: region perturbation, pixel
+#                     flipping and AOPC at the documents' sizes (224²) against Quantus on the same
+#                     GPU (target >= 5x faster), bf16 and the channels-last fused copy against fp32
+#                     within their stated tolerances
 #       lrp_grid.log  lrp-grid's paper grid stage (2 composites x 256 points x 3 stabilisers,
 #                     50 images, region perturbation with Telea inpainting) timed at 6 grid
 #                     points and extrapolated (target: the whole grid under 15 minutes)
 #       cam.log       cam-faithfulness's paper explain-and-score stage, every job timed, at 64 of
 #                     the paper's 1600 samples per model (its cost is linear in the samples)
-# Each part has its own time limit, so one that hangs leaves the others their time. The models
-# are trained for one epoch only: they time the stages, they are not the documents' models.
+# The models are trained for one epoch only: they time the stages, they are not the documents'
+# models (one whose vanilla-stabiliser maps are all NaN scores nothing at those grid points).
 # The GPU image (device/KINDS.md) has Python 3.12 and torch 2.11; salbench runs from src/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -39,7 +43,11 @@ wheels() {
 }
 
 run() {
-    local out="${OUT:-gpu-out}"
+    local out="${OUT:-gpu-out}" parts="$1"
+    case "$parts" in all|metrics|lrp-grid|cam) ;; *)
+        echo "gpu.sh run: the part must be all, metrics, lrp-grid or cam, got '$parts'" >&2
+        exit 2 ;;
+    esac
     mkdir -p "$out"
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
         --target /tmp/site .whl/*.whl || exit 1
@@ -47,16 +55,23 @@ run() {
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
     python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())" \
         | tee -a "$out/gpu.txt"
-    timeout 240 python3 benchmarks/metrics.py --device cuda 2>&1 | tee "$out/metrics.log"
-    timeout 180 python3 benchmarks/stages.py lrp-grid --preset paper --stage grid --jobs 6 \
-        --set train.epochs=1 2>&1 | tee "$out/lrp_grid.log"
-    timeout 150 python3 benchmarks/stages.py cam-faithfulness --preset paper \
-        --stage "explain and score" --warmup 0 --jobs 0 --skip "table 1" --set train.epochs=1 \
-        --set n_samples=64 --set n_haas=64 2>&1 | tee "$out/cam.log"
+    if [[ $parts == all || $parts == metrics ]]; then
+        timeout 150 python3 benchmarks/metrics.py --quick --device cuda 2>&1 \
+            | tee "$out/metrics.log"
+    fi
+    if [[ $parts == all || $parts == lrp-grid ]]; then
+        timeout 150 python3 benchmarks/stages.py lrp-grid --preset paper --stage grid --jobs 6 \
+            --set train.epochs=1 2>&1 | tee "$out/lrp_grid.log"
+    fi
+    if [[ $parts == all || $parts == cam ]]; then
+        timeout 120 python3 benchmarks/stages.py cam-faithfulness --preset paper \
+            --stage "explain and score" --warmup 0 --jobs 0 --skip "table 1" --set train.epochs=1 \
+            --set n_samples=64 --set n_haas=64 2>&1 | tee "$out/cam.log"
+    fi
 }
 
 case "${1:-}" in
     wheels) wheels ;;
-    run) run ;;
-    *) echo "usage: benchmarks/gpu.sh wheels|run" >&2; exit 2 ;;
+    run) run "${2:-all}" ;;
+    *) echo "usage: benchmarks/gpu.sh wheels | run [all|metrics|lrp-grid|cam]" >&2; exit 2 ;;
 esac
