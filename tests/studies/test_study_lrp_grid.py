@@ -3,6 +3,7 @@ keys, and the analysis on hand-made frames."""
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -19,7 +20,7 @@ from salbench.metrics import region_perturbation, score
 from salbench.models import build, make_explainable
 from salbench.models.surgery import ConstantPad, fold_normalisation
 from salbench.results import read_results
-from salbench.runtime import JobContext, set_quiet
+from salbench.runtime import JobContext, execute, set_quiet
 from salbench.studies import lrp_grid
 from salbench.studies.base import run_study
 from salbench.studies.lrp_grid import analysis, findings, grid
@@ -78,6 +79,39 @@ def test_random_order_auc_does_not_depend_on_the_map(run):
     # ... while the maps themselves do change over the grid.
     top = results[results.output == "relevance_max"].groupby("sample_id").value
     assert (top.agg(lambda v: v.max() - v.min()) > 0).all()
+
+
+def test_random_order_is_scored_once_per_model_and_sample_set(run, monkeypatch):
+    """The random order does not read the map: a process computes its curves at the first grid
+    point of a model and sample set and repeats them at the others, equal to a direct
+    computation; a new version of the checkpoint is scored again."""
+    run_dir, config, _ = run
+    grid._MAP_FREE.clear()
+    calls = []
+    score_map = grid.score_map
+    monkeypatch.setattr(grid, "score_map", lambda metric, *a, **k: calls.append(
+        metric.params.get("order")) or score_map(metric, *a, **k))
+    jobs = lrp_grid.STUDY.stages(config)[2].expand(run_dir)[:3]
+    outs = [execute(job, run_dir, "cpu") for job in jobs]
+    assert calls.count("random") == 1 and calls.count("morf") == calls.count("lrf") == 3
+    ex = grid.samples_and_model(grid.job_inputs(config), JobContext(run_dir, "cpu", 0, "k"))
+    direct = region_perturbation(ex.model, ex.x, ex.y, torch.rand_like(ex.x), patch=config.patch,
+                                 order="random", fill=config.fill, steps=config.steps,
+                                 repeated=config.repeated, last_step_gray=config.last_step_gray,
+                                 seed=config.seed).scores
+    for out in outs:
+        auc = {r["sample_id"]: r["value"] for r in out["results"]
+               if r["metric"] == "region_perturbation" and r["order"] == "random"
+               and r["output"] == "auc"}
+        assert np.allclose([auc[i] for i in ex.sample_ids], direct.numpy(), atol=1e-5)
+    checkpoint = grid.checkpoint_path(run_dir, jobs[0].config["model_id"])
+    stamp = checkpoint.stat()
+    try:
+        os.utime(checkpoint, ns=(1, 1))  # another version of the model file
+        execute(jobs[0], run_dir, "cpu")
+    finally:
+        os.utime(checkpoint, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert calls.count("random") == 2
 
 
 def test_stored_auc_matches_a_direct_computation(run):

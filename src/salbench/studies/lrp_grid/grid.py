@@ -11,7 +11,10 @@ reruns no grid point, and a grid extended by a value reruns none of the points i
 from __future__ import annotations
 
 import contextlib
+import json
 import math
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +44,8 @@ from salbench.studies.base import Stage
 from salbench.studies.jobs import (
     EXPLAIN_BATCH,
     attribution_fn,
+    checkpoint_path,
+    file_stamp,
     load_dataset,
     load_model,
     score_map,
@@ -286,10 +291,48 @@ def optimal_jobs(run_dir: Path, config: LrpGridConfig) -> list[Job]:
 
 # ---------------------------------------------------------------- jobs
 
+MAP_FREE_CACHE = 64  # map-free scores kept per process (one per model and scored sample set)
+_MAP_FREE: OrderedDict[tuple, Any] = OrderedDict()
+
+
+def reads_map(metric: MetricSpec) -> bool:
+    """Whether a metric's score depends on the map's values: not region perturbation in random
+    order, whose patch permutation comes from the seed (section 4.1: its contour plots are
+    constant over the grid)."""
+    return not (metric.name == "region_perturbation" and metric.params.get("order") == "random")
+
+
+def job_source(config: dict, ctx: JobContext) -> tuple:
+    """What a job's images, targets and model are made of: the user's folder spec, or the run's
+    data spec and model with its checkpoint's version; the samples spec; the device."""
+    if "folder" in config:
+        source = ("folder", json.dumps(config["folder"], sort_keys=True))
+    else:
+        path = checkpoint_path(ctx.run_dir, config["model_id"])
+        source = (str(ctx.run_dir), json.dumps(config["data"], sort_keys=True),
+                  config["model_id"], file_stamp(path))
+    return (*source, json.dumps(config["samples"], sort_keys=True), ctx.device)
+
+
+def map_free_score(key: tuple, compute: Callable[[], Any]) -> Any:
+    """``compute()``'s result, computed once per ``key`` in this process (the last
+    :data:`MAP_FREE_CACHE` keys kept): a grid's jobs share one model and sample set, so a
+    metric that does not read the map gives every grid point the same score."""
+    if key in _MAP_FREE:
+        _MAP_FREE.move_to_end(key)
+        return _MAP_FREE[key]
+    result = _MAP_FREE[key] = compute()
+    if len(_MAP_FREE) > MAP_FREE_CACHE:
+        _MAP_FREE.popitem(last=False)
+    return result
+
+
 def grid_point_job(config: dict, ctx: JobContext) -> dict[str, list[dict]]:
     """One grid point: the LRP maps, whether each is finite (every sample), then, on the finite
     maps, every metric of ``metrics`` (relevance range and conservation, region-perturbation
-    AUC and curves per order; document 002, sections 3–4)."""
+    AUC and curves per order; document 002, sections 3–4). A metric that does not read the map
+    (:func:`reads_map`) is computed once per process, model and scored sample set, and its rows
+    repeated at every grid point (lrp-grid paper: a third of the perturbation passes)."""
     ex = samples_and_model(config, ctx)
     method = grid_method(config["composite"], config["stabiliser"], config["first"],
                          config["second"], config["input_range"], config.get("layers", "table"),
@@ -306,7 +349,10 @@ def grid_point_job(config: dict, ctx: JobContext) -> dict[str, list[dict]]:
     x, y, a = ex.x[index], ex.y[index], a[index]
     ids = [ex.sample_ids[i] for i in keep.tolist()]
     for metric in (MetricSpec.parse(s) for s in config["metrics"]):
-        result = score_map(metric, method, a, model=ex.model, x=x, target=y, y=y, m=None)
+        def compute(metric=metric):
+            return score_map(metric, method, a, model=ex.model, x=x, target=y, y=y, m=None)
+        result = compute() if reads_map(metric) else map_free_score(
+            (*job_source(config, ctx), tuple(ids), metric.model_dump_json()), compute)
         parts.append(metric_rows(result, sample_ids=ids,
                                  factors=merge_factors(method.factors, metric.row_factors()),
                                  **common))
