@@ -20,8 +20,9 @@
 #                     points and extrapolated (target: the whole grid under 15 minutes)
 #       cam.log       cam-faithfulness's paper explain-and-score stage, every job timed, at 64 of
 #                     the paper's 1600 samples per model (its cost is linear in the samples)
-# The models are trained for one epoch only: they time the stages, they are not the documents'
-# models (one whose vanilla-stabiliser maps are all NaN scores nothing at those grid points).
+# The data are generated on every core, the models trained for one epoch only: they time the
+# stages, they are not the documents' models (one whose vanilla-stabiliser maps are all NaN
+# scores nothing at those grid points).
 # The GPU image (device/KINDS.md) has Python 3.12 and torch 2.11; salbench runs from src/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -61,12 +62,14 @@ run() {
     fi
     if [[ $parts == all || $parts == lrp-grid ]]; then
         timeout 150 python3 benchmarks/stages.py lrp-grid --preset paper --stage grid --jobs 6 \
-            --set train.epochs=1 2>&1 | tee "$out/lrp_grid.log"
+            --set train.epochs=1 --set "data.params.workers=$(nproc)" 2>&1 \
+            | tee "$out/lrp_grid.log"
     fi
     if [[ $parts == all || $parts == cam ]]; then
         timeout 120 python3 benchmarks/stages.py cam-faithfulness --preset paper \
             --stage "explain and score" --warmup 0 --jobs 0 --skip "table 1" --set train.epochs=1 \
-            --set n_samples=64 --set n_haas=64 2>&1 | tee "$out/cam.log"
+            --set n_samples=64 --set n_haas=64 --set "data.params.workers=$(nproc)" 2>&1 \
+            | tee "$out/cam.log"
     fi
 }
 

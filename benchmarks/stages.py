@@ -92,7 +92,8 @@ def time_stage(name: str, preset: str, stage_name: str, sets: list[str], skip: l
     print(f"{name} --preset {preset}, stage {stage_name!r} on {device_name(device)}: "
           f"{len(seconds)} of {len(target)} jobs timed after {warmup} untimed, "
           f"mean {mean:.2f} s, median {statistics.median(seconds):.2f} s per job; "
-          f"whole stage estimated at {len(target) * mean / 60:.1f} min"
+          f"whole stage estimated at {len(target) * mean:.0f} s "
+          f"({len(target) * mean / 60:.1f} min)"
           + (" (every job after the warm-up timed)" if len(seconds) + warmup == len(target)
              else ""))
 
